@@ -1,0 +1,61 @@
+"""PostgreSQL access: one asyncpg pool per process, JSON codecs installed on every connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from gen_common.errors import InfrastructureError
+from gen_common.settings import DbSettings
+
+Pool: TypeAlias = asyncpg.Pool
+# What handlers and stores receive: a plain connection or one acquired from the pool.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+@asynccontextmanager
+async def open_pool(settings: DbSettings, *, wait_s: float = 30.0) -> AsyncIterator[asyncpg.Pool]:
+    """Open the pool, retrying the first connection for up to ``wait_s`` seconds."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                settings.url.get_secret_value(),
+                min_size=settings.pool_min,
+                max_size=settings.pool_max,
+                command_timeout=settings.command_timeout_s,
+                init=_init_connection,
+            )
+            break
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise InfrastructureError(f"PostgreSQL unreachable: {exc}") from exc
+            await asyncio.sleep(0.5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """Acquire a connection and run the block in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

@@ -1,0 +1,284 @@
+"""Kafka, and the only module that imports aiokafka.
+
+- :func:`open_publisher` — an idempotent producer (``acks=all``); ``publish`` returns once the
+  event is durably in Kafka.
+- :func:`consume` — the consume loop: decode each record into its event model, run the handler
+  inside the batch's PostgreSQL transaction (a savepoint per record), commit the transaction, and
+  only then commit the offsets. Undecodable or schema-invalid records, and records whose handler
+  raises a :class:`~gen_common.errors.PermanentError`, become ``dead_letter`` rows in that same
+  transaction, so the partition keeps flowing. A :class:`~gen_common.errors.RetryableError` (or a
+  lost database) rolls the batch back and rewinds to it. Cancellation stops cleanly without
+  committing anything that was not processed.
+- :func:`tail` — a group-less reader from the latest offset (sync replies).
+- :func:`ensure_topics` — create the topics with the configured partitions and replication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from gen_common.db import Conn
+from gen_common.errors import PermanentError, RetryableError
+from gen_common.events import TOPIC_OF, TOPICS, Event, key_of
+from gen_common.service import log_context
+from gen_common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+TRACEPARENT = "traceparent"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Route records of ``topic`` (base name), decoded as ``model``, to ``handler``."""
+
+    topic: str
+    model: type[Event]
+    handler: Callable[[Any, Conn], Awaitable[None]]
+
+
+def encode(event: Event) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+class Publisher:
+    """Publishes events with ``acks=all``; every call returns once the broker acknowledged."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
+        self._producer = producer
+        self._settings = settings
+
+    def _headers(self) -> list[tuple[str, bytes]]:
+        trace = (log_context.get() or {}).get(TRACEPARENT)
+        return [(TRACEPARENT, str(trace or new_traceparent()).encode())]
+
+    async def publish(self, event: Event) -> None:
+        await self.publish_raw(TOPIC_OF[event.type], key_of(event), encode(event))
+
+    async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
+        await self._producer.send_and_wait(
+            self._settings.topic(topic), value, key=key.encode(), headers=self._headers()
+        )
+
+    async def publish_many(self, events: Iterable[Event]) -> int:
+        """Send every event, then wait for all acknowledgements; raises if any failed."""
+        headers = self._headers()
+        futures = [
+            await self._producer.send(
+                self._settings.topic(TOPIC_OF[e.type]),
+                encode(e),
+                key=key_of(e).encode(),
+                headers=headers,
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+
+
+@asynccontextmanager
+async def open_publisher(settings: KafkaSettings) -> AsyncIterator[Publisher]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.linger_ms,
+        request_timeout_ms=settings.request_timeout_ms,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        yield Publisher(producer, settings)
+    finally:
+        await producer.stop()
+
+
+async def ensure_topics(settings: KafkaSettings, names: Sequence[str] = TOPICS) -> None:
+    """Create missing topics; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic(name),
+                settings.partitions,
+                settings.replication_factor,
+                topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)},
+            )
+            for name in names
+            if settings.topic(name) not in existing
+        ]
+        if wanted:
+            with suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+async def _dead_letter(conn: Conn, group: str, record: Any, error: str) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letter
+               (consumer_group, topic, kafka_partition, kafka_offset, key, value, error)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT DO NOTHING""",
+        group,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        error[:4000],
+    )
+    log.warning(
+        "dead-lettered record",
+        extra={
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "error": error[:500],
+        },
+    )
+
+
+def _trace_of(record: Any) -> str | None:
+    for name, value in record.headers or ():
+        if name == TRACEPARENT:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> None:
+    try:
+        event = sub.model.model_validate_json(record.value or b"")
+    except (ValidationError, ValueError) as exc:
+        await _dead_letter(conn, group, record, f"invalid_event: {exc}")
+        return
+    log_context.set(
+        {
+            TRACEPARENT: _trace_of(record),
+            "event_id": str(event.event_id),
+            "key": (record.key or b"").decode(errors="replace"),
+        }
+    )
+    try:
+        async with conn.transaction():
+            await sub.handler(event, conn)
+    except PermanentError as exc:
+        await _dead_letter(conn, group, record, f"{exc.code}: {exc}")
+
+
+async def consume(
+    settings: KafkaSettings,
+    *,
+    pool: asyncpg.Pool,
+    group: str,
+    subscriptions: Sequence[Subscription],
+    retry_backoff_s: float = 1.0,
+) -> None:
+    """Consume until cancelled; offsets are committed only after the batch's transaction."""
+    by_topic = {settings.topic(s.topic): s for s in subscriptions}
+    consumer = AIOKafkaConsumer(
+        *by_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        group_id=settings.topic(group),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.session_timeout_ms // 3,
+        max_poll_records=settings.max_poll_records,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                continue
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    for records in batches.values():
+                        for record in records:
+                            await _handle(conn, group, by_topic[record.topic], record)
+            except (
+                RetryableError,
+                asyncpg.PostgresConnectionError,
+                OSError,
+                asyncpg.exceptions.InterfaceError,
+            ) as exc:
+                log.warning("batch failed, rewinding", extra={"error": repr(exc)})
+                _rewind(consumer, batches)
+                await asyncio.sleep(retry_backoff_s)
+                continue
+            finally:
+                log_context.set(None)
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # The work is in PostgreSQL; redelivery to the new owner is absorbed by keys.
+                log.warning("offset commit failed", extra={"error": repr(exc)})
+    finally:
+        await consumer.stop()
+
+
+def _rewind(consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+    assigned = consumer.assignment()
+    for tp, records in batches.items():
+        if tp in assigned:
+            consumer.seek(tp, records[0].offset)
+
+
+async def tail(
+    settings: KafkaSettings,
+    *,
+    topics: Sequence[str],
+    models: dict[str, type[Event]],
+    callback: Callable[[Event], None],
+    started: asyncio.Event | None = None,
+) -> None:
+    """Read ``topics`` from their latest offsets without a group; call ``callback`` per event."""
+    consumer = AIOKafkaConsumer(
+        *(settings.topic(t) for t in topics),
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    by_topic = {settings.topic(t): models[t] for t in topics}
+    try:
+        if started is not None:
+            while not consumer.assignment():  # noqa: ASYNC110 - aiokafka offers no event
+                await asyncio.sleep(0.05)
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+            started.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        event = by_topic[record.topic].model_validate_json(record.value or b"")
+                    except (ValidationError, ValueError):
+                        continue
+                    callback(event)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,83 @@
+"""The transactional outbox: write an event in the caller's transaction, publish it after.
+
+:func:`add` inserts the event's bytes into ``outbox`` inside the transaction that changes the
+state the event announces, and notifies the relay. :func:`relay` publishes waiting rows in id
+order with ``acks=all`` and deletes them once acknowledged. A crash between the two re-publishes
+(at-least-once); consumers absorb the duplicate by their unique keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from gen_common.db import Conn
+from gen_common.events import TOPIC_OF, Event, key_of
+from gen_common.kafka import Publisher, encode
+
+log = logging.getLogger(__name__)
+CHANNEL = "gen_outbox"
+
+
+async def add(conn: Conn, event: Event) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
+        TOPIC_OF[event.type],
+        key_of(event),
+        encode(event),
+    )
+    await conn.execute(f"NOTIFY {CHANNEL}")
+
+
+async def add_many(conn: Conn, events: list[Event]) -> None:
+    if not events:
+        return
+    await conn.copy_records_to_table(
+        "outbox",
+        columns=["topic", "key", "payload"],
+        records=[(TOPIC_OF[e.type], key_of(e), encode(e)) for e in events],
+    )
+    await conn.execute(f"NOTIFY {CHANNEL}")
+
+
+async def publish_pending(pool: asyncpg.Pool, publisher: Publisher, *, batch: int = 500) -> int:
+    """Publish up to ``batch`` waiting events; returns how many were published."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT id, topic, key, payload FROM outbox
+               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            batch,
+        )
+        if not rows:
+            return 0
+        await asyncio.gather(
+            *[publisher.publish_raw(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
+        )
+        done = [r["id"] for r in rows]
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+    return len(rows)
+
+
+async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0) -> None:
+    """Publish outbox rows until cancelled; wakes on NOTIFY, polls every ``idle_s`` anyway."""
+    wake = asyncio.Event()
+    listener = await pool.acquire()
+    try:
+        await listener.add_listener(CHANNEL, lambda *_: wake.set())
+        while True:
+            try:
+                if await publish_pending(pool, publisher):
+                    continue
+            except (OSError, asyncpg.PostgresConnectionError) as exc:
+                log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), idle_s)
+    finally:
+        try:
+            await listener.remove_listener(CHANNEL, lambda *_: None)
+        finally:
+            await pool.release(listener)
