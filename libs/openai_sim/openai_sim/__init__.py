@@ -1,0 +1,1 @@
+"""A local simulator of the OpenAI Responses, Files, Batches and Models APIs."""
