@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
         help="JSON object (or @path to a JSON file) merged into the defaults of openai_sim.config",
     )
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--http", default="auto", help="uvicorn HTTP parser: auto|h11|httptools")
+    parser.add_argument("--loop", default="auto", help="uvicorn event loop: auto|asyncio|uvloop")
     args = parser.parse_args(argv)
     app = create_app(_config(args.config))
     uvicorn.run(

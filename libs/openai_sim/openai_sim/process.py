@@ -91,6 +91,7 @@ def running(
     *,
     port: int | None = None,
     cpu: int | None = None,
+    extra_args: tuple[str, ...] = (),
     startup_timeout_s: float = 20.0,
 ) -> Iterator[RunningSim]:
     """Start ``python -m openai_sim`` on a free port, wait until it answers, stop it after."""
