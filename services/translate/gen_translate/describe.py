@@ -1,0 +1,123 @@
+"""The one outside call of the translate stage: one Responses API call per (lot, language).
+
+The instructions come from ``prompt.md`` (or the setting); the input names the target language as
+``target language: <code>`` and carries the English HTML as its last text part. Only the text is
+translated; the structured assessment's taxonomy codes never pass through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+from gen_common.errors import InvalidModelOutput
+from gen_common.events import TokenUsage
+from openai import NOT_GIVEN, AsyncOpenAI, omit
+from openai.types.responses import Response
+from openai.types.shared_params import Reasoning
+
+from gen_translate.settings import ModelPrice, TranslateOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    text: str
+    model: str
+    response_id: str
+    usage: TokenUsage
+
+
+class Describer(Protocol):
+    async def translate(
+        self, *, text: str, language: str, metadata: dict[str, str], timeout_s: float | None
+    ) -> Translation: ...
+
+
+def packaged_prompt() -> str:
+    return resources.files("gen_translate").joinpath("prompt.md").read_text().strip()
+
+
+def request_input(text: str, language: str) -> list[Any]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": f"target language: {language}"},
+                {"type": "input_text", "text": text},
+            ],
+        }
+    ]
+
+
+def cost_usd(usage: TokenUsage, price: ModelPrice | None) -> float:
+    if price is None:
+        return 0.0
+    fresh = max(usage.input_tokens - usage.cached_tokens, 0)
+    total = (
+        fresh * price.input
+        + usage.cached_tokens * price.cached_input
+        + usage.output_tokens * price.output
+    )
+    return round(total / 1_000_000, 6)
+
+
+def usage_of(response: Response, price: ModelPrice | None) -> TokenUsage:
+    u = response.usage
+    if u is None:
+        return TokenUsage()
+    usage = TokenUsage(
+        input_tokens=u.input_tokens,
+        cached_tokens=u.input_tokens_details.cached_tokens,
+        output_tokens=u.output_tokens,
+        reasoning_tokens=u.output_tokens_details.reasoning_tokens,
+    )
+    return usage.model_copy(update={"cost_usd": cost_usd(usage, price)})
+
+
+def translation_of(response: Response) -> str:
+    """The answer's text; a refusal, truncation or empty answer is a permanent failure."""
+    for item in response.output:
+        if item.type == "message":
+            for part in item.content:
+                if part.type == "refusal":
+                    raise InvalidModelOutput("the model refused to translate", code="refusal")
+    if response.status == "incomplete":
+        reason = response.incomplete_details.reason if response.incomplete_details else None
+        raise InvalidModelOutput(f"incomplete answer: {reason}", code="incomplete_output")
+    text = response.output_text.strip()
+    if not text:
+        raise InvalidModelOutput("empty answer", code="empty_output")
+    return text
+
+
+class OpenAIDescriber:
+    """Translations through ``client.responses.create``; SDK errors propagate to the caller."""
+
+    def __init__(self, client: AsyncOpenAI, options: TranslateOptions) -> None:
+        self._client = client
+        self._options = options
+        self._instructions = options.instructions or packaged_prompt()
+
+    async def translate(
+        self, *, text: str, language: str, metadata: dict[str, str], timeout_s: float | None
+    ) -> Translation:
+        opts = self._options
+        effort = opts.reasoning_effort
+        response = await self._client.responses.create(
+            model=opts.model,
+            instructions=self._instructions,
+            input=request_input(text, language),
+            max_output_tokens=opts.max_output_tokens,
+            reasoning=Reasoning(effort=effort) if effort else omit,
+            store=False,
+            metadata=metadata,
+            timeout=timeout_s if timeout_s is not None else NOT_GIVEN,
+        )
+        price = opts.prices.get(opts.model) or opts.prices.get(response.model)
+        return Translation(
+            text=translation_of(response),
+            model=response.model,
+            response_id=response.id,
+            usage=usage_of(response, price),
+        )

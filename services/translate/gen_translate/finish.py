@@ -1,0 +1,97 @@
+"""Store one (lot, language) outcome; the transaction storing a lot's last one emits LotTranslated.
+
+Used by the realtime workers and reusable by a Batch API path: the caller opens the transaction,
+calls :func:`record_outcome`, and commits. Finishers of the same lot serialise on the lot's row
+lock, taken *after* their own result row is written, so the last one to get the lock sees every
+committed result, and ``translated_at`` makes the event exactly-once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from gen_common import outbox
+from gen_common.db import Conn
+from gen_common.events import Description, LotTranslated, TokenUsage
+
+from gen_translate import store
+from gen_translate.store import Outcome
+
+EN = "en"
+# Warning codes in LotTranslated.warnings (the languages are in pending_languages):
+TIME_LIMIT = "translation_time_limit_exceeded"  # a sync lot's budget ran out
+FAILED = "translation_failed"  # a language failed permanently (refusal, 4xx, retries spent)
+WARNING_OF = {"time_limit": TIME_LIMIT, "failed": FAILED}
+
+
+def targets(languages: Sequence[str]) -> list[str]:
+    """Requested languages other than en (any case), in order, duplicates kept."""
+    return [code for code in languages if code.lower() != EN]
+
+
+def distinct(languages: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(languages))
+
+
+def build_event(lot: asyncpg.Record, results: Sequence[asyncpg.Record]) -> LotTranslated:
+    """LotTranslated of a lot whose every language has an outcome: en first, request order."""
+    by_language = {r["language"]: r for r in results}
+    descriptions = [Description(language=EN, damages=lot["description_en"])]
+    pending: list[str] = []
+    warnings: list[str] = []
+    for code in lot["languages"]:
+        row = by_language[code]
+        if row["outcome"] == "translated":
+            descriptions.append(Description(language=code, damages=row["text"]))
+            continue
+        if code not in pending:
+            pending.append(code)
+        if (warning := WARNING_OF[row["outcome"]]) not in warnings:
+            warnings.append(warning)
+    usage = TokenUsage(
+        input_tokens=sum(r["input_tokens"] for r in results),
+        cached_tokens=sum(r["cached_tokens"] for r in results),
+        output_tokens=sum(r["output_tokens"] for r in results),
+        reasoning_tokens=sum(r["reasoning_tokens"] for r in results),
+        cost_usd=float(sum(r["cost_usd"] for r in results)),
+    )
+    return LotTranslated(
+        job_id=lot["job_id"],
+        lot_seq=lot["lot_seq"],
+        lot_id=lot["lot_id"],
+        descriptions=descriptions,
+        missing_images=list(lot["missing_images"]),
+        pending_languages=pending,
+        warnings=warnings,
+        usage=usage,
+    )
+
+
+async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTranslated | None:
+    """Emit the lot's LotTranslated if every language has an outcome and none was emitted."""
+    lot = await store.lock_lot(conn, job_id, lot_seq)
+    if lot is None or lot["translated_at"] is not None or lot["cancelled"]:
+        return None
+    results = await store.results_of(conn, job_id, lot_seq)
+    if {r["language"] for r in results} < set(lot["languages"]):
+        return None
+    event = build_event(lot, results)
+    await store.mark_translated(
+        conn,
+        job_id,
+        lot_seq,
+        descriptions=[d.model_dump() for d in event.descriptions],
+        pending=event.pending_languages,
+        warnings=event.warnings,
+        usage=event.usage,
+    )
+    await outbox.add(conn, event)
+    return event
+
+
+async def record_outcome(conn: Conn, outcome: Outcome) -> LotTranslated | None:
+    """Store one translation (or its failure); returns the event if this finished the lot."""
+    await store.insert_result(conn, outcome)
+    return await complete_if_done(conn, outcome.job_id, outcome.lot_seq)

@@ -1,0 +1,219 @@
+"""SQL of the translate stage: plain functions taking a connection; callers own transactions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from gen_common.db import Conn
+from gen_common.events import LotAssessed, TokenUsage
+
+WORK = "translate_work"
+PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
+FINAL_LOT_STATES = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one (lot, language) ended: a translation, or the reason there is none."""
+
+    job_id: uuid.UUID
+    lot_seq: int
+    language: str
+    outcome: str  # 'translated' | 'time_limit' | 'failed'
+    text: str | None = None
+    error_code: str | None = None
+    model: str | None = None
+    response_id: str | None = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+async def insert_lot(
+    conn: Conn, event: LotAssessed, languages: Sequence[str], deadline: datetime | None
+) -> bool:
+    """Record an assessed lot; False when it was already recorded (a redelivery)."""
+    row = await conn.fetchrow(
+        """INSERT INTO translate_lots (job_id, lot_seq, lot_id, mode, languages, description_en,
+                                       assessment, missing_images, assessed_at, deadline_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (job_id, lot_seq) DO NOTHING RETURNING 1""",
+        event.job_id,
+        event.lot_seq,
+        event.lot_id,
+        event.mode,
+        list(languages),
+        event.description_en,
+        event.assessment,
+        event.missing_images,
+        event.occurred_at,
+        deadline,
+    )
+    return row is not None
+
+
+async def is_cancelled(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM translate_cancelled_jobs WHERE job_id = $1)
+                   OR EXISTS (SELECT 1 FROM lots WHERE job_id = $1 AND lot_seq = $2
+                                                   AND status = 'cancelled')""",
+            job_id,
+            lot_seq,
+        )
+    )
+
+
+async def mark_translating(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> None:
+    await conn.execute(
+        """UPDATE lots SET status = 'translating', updated_at = now()
+           WHERE job_id = $1 AND lot_seq = $2 AND status IN ('pending', 'assessing', 'assessed')""",
+        job_id,
+        lot_seq,
+    )
+
+
+async def insert_work(
+    conn: Conn,
+    job_id: uuid.UUID,
+    lot_seq: int,
+    languages: Sequence[str],
+    *,
+    priority: int,
+    deadline: datetime | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO translate_work (job_id, lot_seq, language, priority, deadline_at)
+           SELECT $1, $2, lang, $4, $5 FROM unnest($3::text[]) AS lang
+           ON CONFLICT (job_id, lot_seq, language) DO NOTHING""",
+        job_id,
+        lot_seq,
+        list(languages),
+        priority,
+        deadline,
+    )
+
+
+async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
+    """Cancel the job's queued work; running work finishes but emits nothing."""
+    await conn.execute(
+        "INSERT INTO translate_cancelled_jobs (job_id) VALUES ($1) ON CONFLICT DO NOTHING", job_id
+    )
+    await conn.execute("UPDATE translate_lots SET cancelled = true WHERE job_id = $1", job_id)
+    status = await conn.execute(
+        """UPDATE translate_work SET status = 'cancelled', lease_owner = NULL, lease_until = NULL
+           WHERE job_id = $1 AND status = 'queued'""",
+        job_id,
+    )
+    return int(status.split()[-1])
+
+
+async def lot_source(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
+    """The lot's English description and mode (for a worker's call)."""
+    return await conn.fetchrow(
+        """SELECT description_en, mode, deadline_at, cancelled FROM translate_lots
+           WHERE job_id = $1 AND lot_seq = $2""",
+        job_id,
+        lot_seq,
+    )
+
+
+async def insert_result(conn: Conn, o: Outcome) -> bool:
+    row = await conn.fetchrow(
+        """INSERT INTO translate_results (job_id, lot_seq, language, outcome, text, error_code,
+                                          model, response_id, input_tokens, cached_tokens,
+                                          output_tokens, reasoning_tokens, cost_usd)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           ON CONFLICT (job_id, lot_seq, language) DO NOTHING RETURNING 1""",
+        o.job_id,
+        o.lot_seq,
+        o.language,
+        o.outcome,
+        o.text,
+        o.error_code,
+        o.model,
+        o.response_id,
+        o.usage.input_tokens,
+        o.usage.cached_tokens,
+        o.usage.output_tokens,
+        o.usage.reasoning_tokens,
+        o.usage.cost_usd,
+    )
+    return row is not None
+
+
+async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
+    """Lock the lot's translate row: concurrent finishers of one lot queue here."""
+    return await conn.fetchrow(
+        "SELECT * FROM translate_lots WHERE job_id = $1 AND lot_seq = $2 FOR UPDATE",
+        job_id,
+        lot_seq,
+    )
+
+
+async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM translate_results WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
+    )
+
+
+async def mark_translated(
+    conn: Conn,
+    job_id: uuid.UUID,
+    lot_seq: int,
+    *,
+    descriptions: list[dict[str, str]],
+    pending: list[str],
+    warnings: list[str],
+    usage: TokenUsage,
+) -> None:
+    await conn.execute(
+        "UPDATE translate_lots SET translated_at = now() WHERE job_id = $1 AND lot_seq = $2",
+        job_id,
+        lot_seq,
+    )
+    await conn.execute(
+        """UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
+                  input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
+                  output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
+                  cost_usd = cost_usd + $10, updated_at = now()
+           WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])""",
+        job_id,
+        lot_seq,
+        descriptions,
+        pending,
+        warnings,
+        usage.input_tokens,
+        usage.cached_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.cost_usd,
+        list(FINAL_LOT_STATES),
+    )
+
+
+async def requeue_rate_limited(conn: Conn, *, work_id: int, owner: str, delay_s: float) -> bool:
+    """Back off after a 429 without spending one of the row's attempts."""
+    status = await conn.execute(
+        f"""UPDATE {WORK} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
+                   attempts = greatest(attempts - 1, 0), last_error = 'rate_limited',
+                   next_attempt_at = now() + make_interval(secs => $3)
+            WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
+        work_id,
+        owner,
+        delay_s,
+    )
+    return status.endswith(" 1")
+
+
+async def expire_overdue(conn: Conn) -> list[asyncpg.Record]:
+    """Queued sync work whose time budget has run out: failed, returned for recording."""
+    return await conn.fetch(
+        f"""UPDATE {WORK} SET status = 'failed', last_error = 'translation_time_limit_exceeded'
+            WHERE id IN (SELECT id FROM {WORK}
+                         WHERE status = 'queued' AND deadline_at < now()
+                         ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)
+            RETURNING job_id, lot_seq, language"""
+    )

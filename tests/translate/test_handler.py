@@ -1,0 +1,198 @@
+"""Consumer handlers and outcome storage against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
+from gen_translate import finish, handler
+from gen_translate.store import Outcome
+
+from .conftest import DESCRIPTION_EN, assessed, create_job, emitted
+
+pytestmark = pytest.mark.pg
+DEPS = handler.Deps(sync_budget_s=45.0)
+
+
+async def work_rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM translate_work WHERE job_id = $1 ORDER BY lot_seq, id", job_id
+    )
+
+
+async def deliver(pool: asyncpg.Pool, event: LotAssessed | JobCancelRequested) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        if isinstance(event, JobCancelRequested):
+            await handler.on_control(event, conn)
+        else:
+            await handler.on_assessed(event, conn, DEPS)
+
+
+def done(
+    job_id: uuid.UUID,
+    language: str,
+    lot_seq: int = 0,
+    *,
+    outcome: str = "translated",
+    error_code: str | None = None,
+    usage: TokenUsage | None = None,
+) -> Outcome:
+    text = f"<p>{language} text</p>" if outcome == "translated" else None
+    return Outcome(
+        job_id,
+        lot_seq,
+        language,
+        outcome,
+        text=text,
+        error_code=error_code,
+        usage=usage or TokenUsage(),
+    )
+
+
+async def lot_row(pool: asyncpg.Pool, job_id: uuid.UUID, table: str = "lots") -> asyncpg.Record:
+    row = await pool.fetchrow(f"SELECT * FROM {table} WHERE job_id = $1", job_id)
+    assert row is not None
+    return row
+
+
+async def record(pool: asyncpg.Pool, outcome: Outcome) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await finish.record_outcome(conn, outcome)
+
+
+async def test_assessed_records_one_work_row_per_distinct_language(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 1)
+    event = assessed(job_id, languages=["EN", "ru", "de", "ru", "En"], mode="sync")
+    await deliver(pool, event)
+    await deliver(pool, event)  # redelivery is absorbed
+    rows = await work_rows(pool, job_id)
+    assert [(r["language"], r["priority"], r["status"]) for r in rows] == [
+        ("ru", 10, "queued"),
+        ("de", 10, "queued"),
+    ]
+    assert all(r["deadline_at"] is not None for r in rows)
+    lot = await lot_row(pool, job_id, "translate_lots")
+    assert lot["languages"] == ["ru", "de", "ru"]
+    assert lot["description_en"] == DESCRIPTION_EN
+    assert lot["assessment"]["overall_condition"] == "fair"
+    status = await pool.fetchval("SELECT status FROM lots WHERE job_id = $1", job_id)
+    assert status == "translating"
+    assert await emitted(pool, job_id) == []
+
+
+async def test_priorities_by_mode(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 3)
+    for seq, mode in enumerate(["sync", "realtime", "batch"]):
+        await deliver(pool, assessed(job_id, seq, mode=mode))
+    rows = await work_rows(pool, job_id)
+    assert [r["priority"] for r in rows] == [10, 5, 1]
+    assert [r["deadline_at"] is None for r in rows] == [False, True, True]
+
+
+async def test_english_only_lot_is_translated_at_once(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["en"]))
+    await deliver(pool, assessed(job_id, languages=["en"]))
+    assert await work_rows(pool, job_id) == []
+    [event] = await emitted(pool, job_id)
+    assert [(d.language, d.damages) for d in event.descriptions] == [("en", DESCRIPTION_EN)]
+    assert event.missing_images == ["https://img.example/broken/1.jpg"]
+    assert event.pending_languages == []
+    lot = await lot_row(pool, job_id)
+    assert lot["status"] == "translating"
+    assert lot["descriptions"] == [{"language": "en", "damages": DESCRIPTION_EN}]
+
+
+async def test_last_language_emits_en_first_in_request_order(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["de", "en", "ru", "de"]))
+    await record(pool, done(job_id, "ru"))
+    assert await emitted(pool, job_id) == []
+    await record(pool, done(job_id, "de"))
+    await record(pool, done(job_id, "de"))  # a repeated store changes nothing
+    [event] = await emitted(pool, job_id)
+    assert [d.language for d in event.descriptions] == ["en", "de", "ru", "de"]
+    assert event.descriptions[1].damages == "<p>de text</p>"
+    lot = await lot_row(pool, job_id)
+    assert [d["language"] for d in lot["descriptions"]] == ["en", "de", "ru", "de"]
+    assert lot["status"] == "translating"
+
+
+async def test_usage_is_summed_and_added_to_the_lot(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "de"]))
+    for lang in ("ru", "de"):
+        usage = TokenUsage(input_tokens=10, output_tokens=5, cost_usd=0.25)
+        await record(pool, done(job_id, lang, usage=usage))
+    [event] = await emitted(pool, job_id)
+    assert event.usage.input_tokens == 20
+    assert event.usage.cost_usd == pytest.approx(0.5)
+    lot = await lot_row(pool, job_id)
+    assert lot["input_tokens"] == 120  # vision's 100 plus the two translations
+    assert float(lot["cost_usd"]) == pytest.approx(0.5)
+
+
+async def test_time_limit_and_failure_become_pending_languages(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 1, mode="sync")
+    await deliver(pool, assessed(job_id, languages=["ja", "ru", "ko", "ja"], mode="sync"))
+    await record(pool, done(job_id, "ru"))
+    await record(pool, done(job_id, "ja", outcome="time_limit"))
+    await record(pool, done(job_id, "ko", outcome="failed", error_code="refusal"))
+    [event] = await emitted(pool, job_id)
+    assert [d.language for d in event.descriptions] == ["en", "ru"]
+    assert event.pending_languages == ["ja", "ko"]
+    assert event.warnings == [finish.TIME_LIMIT, finish.FAILED]
+    lot = await lot_row(pool, job_id)
+    assert lot["pending_languages"] == ["ja", "ko"]
+
+
+async def test_concurrent_last_languages_emit_exactly_once(pool: asyncpg.Pool) -> None:
+    """Two transactions store the last two languages; the lock makes the later one emit."""
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "de"]))
+    a = await pool.acquire()
+    b = await pool.acquire()
+    try:
+        tx_a, tx_b = a.transaction(), b.transaction()
+        await tx_a.start()
+        await tx_b.start()
+        assert await finish.record_outcome(a, done(job_id, "ru")) is None  # holds the lock
+        second = asyncio.create_task(finish.record_outcome(b, done(job_id, "de")))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # queued on the lot's row lock
+        await tx_a.commit()
+        event = await asyncio.wait_for(second, 10)
+        await tx_b.commit()
+    finally:
+        await pool.release(a)
+        await pool.release(b)
+    assert event is not None
+    assert len(await emitted(pool, job_id)) == 1
+
+
+async def test_many_concurrent_finishers_one_event_per_lot(pool: asyncpg.Pool) -> None:
+    languages = ["ru", "de", "fr", "es"]
+    job_id = await create_job(pool, 10)
+    for seq in range(10):
+        await deliver(pool, assessed(job_id, seq, languages=languages))
+    await asyncio.gather(
+        *[record(pool, done(job_id, lang, seq)) for seq in range(10) for lang in languages]
+    )
+    events = await emitted(pool, job_id)
+    assert sorted(e.lot_seq for e in events) == list(range(10))
+    assert all([d.language for d in e.descriptions] == ["en", *languages] for e in events)
+
+
+async def test_cancel_cancels_queued_work_and_later_lots(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 2)
+    await deliver(pool, assessed(job_id, 0, languages=["ru", "de"]))
+    await deliver(pool, JobCancelRequested(job_id=job_id))
+    await deliver(pool, assessed(job_id, 1, languages=["ru"]))
+    rows = await work_rows(pool, job_id)
+    assert [(r["lot_seq"], r["status"]) for r in rows] == [(0, "cancelled"), (0, "cancelled")]
+    await record(pool, done(job_id, "ru"))
+    await record(pool, done(job_id, "de"))  # work that was already running: no event
+    assert await emitted(pool, job_id) == []
