@@ -128,3 +128,10 @@ def test_latency_per_kind(client: OpenAI, sim: RunningSim) -> None:
     text_s = time.perf_counter() - started
     assert vision_s >= 0.4
     assert 0.05 <= text_s < 0.4
+
+
+def test_other_config_changes_do_not_restart_a_storm(client: OpenAI, sim: RunningSim) -> None:
+    sim.admin.config({"storm": {"kind": "500", "duration_s": 0.3}})
+    time.sleep(0.4)
+    sim.admin.config({"latency": {"default": {"dist": "uniform", "min_ms": 1, "max_ms": 2}}})
+    assert client.responses.create(model="gpt-6-luna", input="hi").status == "completed"

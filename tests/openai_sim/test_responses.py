@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from openai import OpenAI
 from openai_sim.process import RunningSim
@@ -145,3 +146,33 @@ def test_responses_parse_with_pydantic(client: OpenAI) -> None:
     )
     assert resp.output_parsed is not None
     assert resp.output_parsed.image_indexes == [0, 1, 2]
+
+
+def test_nested_pydantic_schema_with_refs(client: OpenAI) -> None:
+    from pydantic import BaseModel
+
+    class Part(BaseModel):
+        name: str
+        damage: Literal["none", "dent", "scratch"]
+        confidence: float | None
+
+    class Assessment(BaseModel):
+        parts: list[Part]
+        seen_images: list[str]
+        image_count: int
+
+    resp = client.responses.parse(
+        model="gpt-5.4-mini", input=vision_input(URLS[:2]), text_format=Assessment
+    )
+    parsed = resp.output_parsed
+    assert parsed is not None
+    assert parsed.seen_images == URLS[:2]
+    assert parsed.image_count == 2
+    assert all(p.damage in ("none", "dent", "scratch") for p in parsed.parts)
+
+
+def test_json_object_format(client: OpenAI) -> None:
+    resp = client.responses.create(
+        model="gpt-6-luna", input="answer in JSON", text={"format": {"type": "json_object"}}
+    )
+    assert "result" in json.loads(resp.output_text)

@@ -59,7 +59,7 @@ async def set_config(request: Request) -> Response:
     sim = _sim(request)
     patch = await _patch(request)
     config.merge(sim.cfg, patch)
-    sim.apply_config()
+    sim.apply_config(patch)
     return _json(sim.cfg)
 
 

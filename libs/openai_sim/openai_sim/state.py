@@ -25,13 +25,14 @@ class Sim:
     files: FileStore
     batches: BatchEngine
 
-    def apply_config(self) -> None:
+    def apply_config(self, patch: dict[str, Any]) -> None:
         """Re-read the parts of the config that objects copied at construction."""
         self.clock.set_speed(float(self.cfg["clock"]["speed"]))
         self.cache.ttl_s = float(self.cfg["cache"]["ttl_s"])
         self.cache.max_entries = int(self.cfg["cache"]["max_entries"])
         self.stats.log_size = int(self.cfg["call_log_size"])
-        self.faults.arm_storm()
+        if "storm" in patch:
+            self.faults.arm_storm()
 
 
 def build(cfg: dict[str, Any]) -> Sim:
