@@ -170,3 +170,14 @@ def test_list_is_cursor_paged(client: OpenAI) -> None:
     rest = client.batches.list(limit=2, after=page.data[-1].id)
     assert [b.id for b in rest.data] == [ids[0]]
     assert [b.id for b in client.batches.list(limit=2)] == ids[::-1]  # auto-pagination
+
+
+def test_input_file_too_large(client: OpenAI, sim: RunningSim) -> None:
+    sim.admin.config({"batch": {"max_file_bytes": 100}})
+    batch = start(client, [line("a"), line("b")])
+    sim.admin.clock(advance=6)
+    failed = client.batches.retrieve(batch.id)
+    assert failed.status == "failed"
+    assert failed.errors is not None
+    assert failed.errors.data is not None
+    assert failed.errors.data[0].code == "file_too_large"
