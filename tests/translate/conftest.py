@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 import pytest
+from gen_common import llm
+from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.events import LotAssessed, LotTranslated
+from gen_common.settings import OpenAISettings
+from gen_translate import handler, worker
+from gen_translate.describe import OpenAIDescriber
+from gen_translate.settings import TranslateOptions
 from openai_sim.process import RunningSim, running
+from pydantic import SecretStr
+
+from tests.harness.processes import eventually
 
 DESCRIPTION_EN = "<p>Front bumper scratched.</p><p>Left door dented.</p>"
 ASSESSMENT: dict[str, object] = {
@@ -82,3 +93,59 @@ async def emitted(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[LotTranslated]:
         f"{job_id}:%",
     )
     return [LotTranslated.model_validate(orjson.loads(bytes(r["payload"]))) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def running_workers(
+    pool: asyncpg.Pool,
+    sim: RunningSim,
+    *,
+    breaker: Breaker | None = None,
+    workers: int = 4,
+    **options: Any,
+) -> AsyncIterator[Breaker]:
+    """The translate workers and reaper in this process, against the simulator.
+
+    Work rows left queued by earlier tests are cancelled first, so only this test's lots run.
+    """
+    await pool.execute(
+        "UPDATE translate_work SET status = 'cancelled' WHERE status IN ('queued', 'running')"
+    )
+    options.setdefault("idle_poll_s", 0.2)
+    options.setdefault("reap_interval_s", 0.2)
+    options.setdefault("retry_base_s", 0.05)
+    opts = TranslateOptions(workers=workers, **options)
+    breaker = breaker or Breaker(BreakerSettings())
+    settings = OpenAISettings(api_key=SecretStr("sk-test"), base_url=sim.base_url, max_retries=0)
+    wake = worker.Wakeup()
+    async with llm.client(settings) as client, pool.acquire() as listener:
+        await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
+        deps = worker.WorkerDeps(
+            pool=pool,
+            describer=OpenAIDescriber(client, opts),
+            options=opts,
+            breaker=breaker,
+            wake=wake,
+            owner=f"test-{uuid.uuid4().hex[:6]}",
+        )
+        tasks = [asyncio.create_task(worker.run_worker(deps, i)) for i in range(workers)]
+        tasks.append(asyncio.create_task(worker.run_reaper(pool, opts.reap_interval_s)))
+        try:
+            yield breaker
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await listener.remove_listener(handler.WAKE_CHANNEL, wake.notify)
+
+
+async def wait_translated(pool: asyncpg.Pool, job_id: uuid.UUID, lots: int, timeout: float) -> None:
+    async def all_done() -> bool:
+        done = await pool.fetchval(
+            """SELECT count(*) FROM translate_lots
+               WHERE job_id = $1 AND translated_at IS NOT NULL""",
+            job_id,
+        )
+        return bool(done == lots)
+
+    await eventually(all_done, timeout=timeout)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
+import openai
+from gen_common import llm
 from gen_common.errors import InvalidModelOutput
 from gen_common.events import TokenUsage
 from openai import NOT_GIVEN, AsyncOpenAI, omit
@@ -92,7 +94,8 @@ def translation_of(response: Response) -> str:
 
 
 class OpenAIDescriber:
-    """Translations through ``client.responses.create``; SDK errors propagate to the caller."""
+    """Translations through ``client.responses.create``; SDK errors are raised as members of
+    :mod:`gen_common.errors`, sorted by :func:`gen_common.llm.classify`."""
 
     def __init__(self, client: AsyncOpenAI, options: TranslateOptions) -> None:
         self._client = client
@@ -104,16 +107,19 @@ class OpenAIDescriber:
     ) -> Translation:
         opts = self._options
         effort = opts.reasoning_effort
-        response = await self._client.responses.create(
-            model=opts.model,
-            instructions=self._instructions,
-            input=request_input(text, language),
-            max_output_tokens=opts.max_output_tokens,
-            reasoning=Reasoning(effort=effort) if effort else omit,
-            store=False,
-            metadata=metadata,
-            timeout=timeout_s if timeout_s is not None else NOT_GIVEN,
-        )
+        try:
+            response = await self._client.responses.create(
+                model=opts.model,
+                instructions=self._instructions,
+                input=request_input(text, language),
+                max_output_tokens=opts.max_output_tokens,
+                reasoning=Reasoning(effort=effort) if effort else omit,
+                store=False,
+                metadata=metadata,
+                timeout=timeout_s if timeout_s is not None else NOT_GIVEN,
+            )
+        except openai.OpenAIError as exc:
+            raise llm.classify(exc) from exc
         price = opts.prices.get(opts.model) or opts.prices.get(response.model)
         return Translation(
             text=translation_of(response),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gen_common.breaker import BreakerSettings
 from gen_common.settings import OpenAISettings, ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -53,6 +54,7 @@ class TranslateOptions(BaseModel):
 
 class TranslateSettings(ServiceSettings):
     openai: OpenAISettings = OpenAISettings()
+    breaker: BreakerSettings = BreakerSettings()
     translate: TranslateOptions = TranslateOptions()
 
     def _secrets(self) -> list[tuple[str, SecretStr]]:

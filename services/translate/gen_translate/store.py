@@ -194,8 +194,8 @@ async def mark_translated(
     )
 
 
-async def requeue_rate_limited(conn: Conn, *, work_id: int, owner: str, delay_s: float) -> bool:
-    """Back off after a 429 without spending one of the row's attempts."""
+async def requeue_uncounted(conn: Conn, *, work_id: int, owner: str, delay_s: float) -> bool:
+    """Back off (after a 429) without spending one of the row's attempts."""
     status = await conn.execute(
         f"""UPDATE {WORK} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
                    attempts = greatest(attempts - 1, 0), last_error = 'rate_limited',

@@ -1,0 +1,3 @@
+from gen_translate.main import main
+
+main()

@@ -1,0 +1,67 @@
+"""Composition root of the translate stage.
+
+Runs the consumer (lots.assessed, jobs.control), N workers, the lease reaper and the outbox
+relay, all on one pool; topics are ensured at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+from contextlib import AsyncExitStack
+
+from gen_common import db, kafka, llm, outbox, service
+from gen_common.breaker import Breaker
+from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
+
+from gen_translate import handler, worker
+from gen_translate.describe import OpenAIDescriber
+from gen_translate.settings import TranslateSettings
+
+GROUP = "translate"
+
+
+async def run(settings: TranslateSettings) -> None:
+    opts = settings.translate
+    await kafka.ensure_topics(settings.kafka)
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(db.open_pool(settings.db))
+        publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
+        client = llm.client(settings.openai)
+        stack.push_async_callback(client.close)
+        wake = worker.Wakeup()
+        listener = await pool.acquire()
+        stack.push_async_callback(pool.release, listener)
+        await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
+        deps = worker.WorkerDeps(
+            pool=pool,
+            describer=OpenAIDescriber(client, opts),
+            options=opts,
+            breaker=Breaker(settings.breaker),
+            wake=wake,
+            owner=f"{socket.gethostname()}-{os.getpid()}",
+        )
+        handler_deps = handler.Deps(sync_budget_s=opts.sync_budget_s)
+        subscriptions = [
+            kafka.Subscription(
+                LOTS_ASSESSED,
+                LotAssessed,
+                functools.partial(handler.on_assessed, deps=handler_deps),
+            ),
+            kafka.Subscription(JOBS_CONTROL, JobCancelRequested, handler.on_control),
+        ]
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                kafka.consume(settings.kafka, pool=pool, group=GROUP, subscriptions=subscriptions)
+            )
+            tasks.create_task(outbox.relay(pool, publisher))
+            tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
+            for index in range(opts.workers):
+                tasks.create_task(worker.run_worker(deps, index))
+
+
+def main() -> None:
+    settings = TranslateSettings()
+    service.run(run(settings), settings.log, name="translate")

@@ -1,0 +1,144 @@
+"""Workers against real PostgreSQL and the simulator: translations, sync budget, 429s, 503s."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+import pytest
+from gen_common.breaker import Breaker, BreakerSettings, State
+from gen_common.events import LotAssessed
+from gen_translate import finish, handler
+from openai_sim.process import RunningSim
+
+from .conftest import (
+    DESCRIPTION_EN,
+    assessed,
+    create_job,
+    emitted,
+    running_workers,
+    wait_translated,
+)
+
+pytestmark = pytest.mark.pg
+DEPS = handler.Deps(sync_budget_s=45.0)
+
+
+async def deliver(pool: asyncpg.Pool, *events: LotAssessed, deps: handler.Deps = DEPS) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await handler.on_assessed(event, conn, deps)
+
+
+async def failed_outcomes(pool: asyncpg.Pool, job_id: uuid.UUID) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM translate_results WHERE job_id = $1 AND outcome <> 'translated'",
+        job_id,
+    )
+    return count
+
+
+async def test_every_language_translated_en_first(pool: asyncpg.Pool, sim: RunningSim) -> None:
+    languages = ["en", "ru", "de", "ru", "fr"]
+    job_id = await create_job(pool, 5)
+    async with running_workers(pool, sim):
+        await deliver(pool, *[assessed(job_id, seq, languages=languages) for seq in range(5)])
+        await wait_translated(pool, job_id, 5, timeout=30)
+    events = await emitted(pool, job_id)
+    assert sorted(e.lot_seq for e in events) == list(range(5))
+    for event in events:
+        assert [(d.language, d.damages) for d in event.descriptions] == [
+            ("en", DESCRIPTION_EN),
+            ("ru", f"[ru] {DESCRIPTION_EN}"),
+            ("de", f"[de] {DESCRIPTION_EN}"),
+            ("ru", f"[ru] {DESCRIPTION_EN}"),
+            ("fr", f"[fr] {DESCRIPTION_EN}"),
+        ]
+        assert event.pending_languages == []
+        assert event.usage.output_tokens > 0
+    assert sim.admin.stats()["totals"]["calls"] == 5 * 3  # duplicates translated once
+    lot = await pool.fetchrow("SELECT * FROM lots WHERE job_id = $1 AND lot_seq = 0", job_id)
+    assert lot is not None
+    assert lot["status"] == "translating"
+    assert float(lot["cost_usd"]) > 0
+
+
+async def test_sync_budget_lists_pending_languages(pool: asyncpg.Pool, sim: RunningSim) -> None:
+    """Every text call takes 3 s, the budget is 1 s: the lot completes with en only, on time."""
+    sim.admin.config({"latency": {"kinds": {"text": {"dist": "fixed", "ms": 3000}}}})
+    job_id = await create_job(pool, 1, mode="sync")
+    started = time.monotonic()
+    async with running_workers(pool, sim, workers=1):
+        await deliver(
+            pool,
+            assessed(job_id, languages=["ja", "ko", "en", "de"], mode="sync"),
+            deps=handler.Deps(sync_budget_s=1.0),
+        )
+        await wait_translated(pool, job_id, 1, timeout=10)
+    took = time.monotonic() - started
+    [event] = await emitted(pool, job_id)
+    assert [d.language for d in event.descriptions] == ["en"]
+    assert event.descriptions[0].damages == DESCRIPTION_EN  # never English under another code
+    assert event.pending_languages == ["ja", "ko", "de"]
+    assert event.warnings == [finish.TIME_LIMIT]
+    assert took < 2.9, f"the lot waited for the slow calls ({took:.1f}s)"
+
+
+async def test_sync_budget_keeps_what_finished_in_time(pool: asyncpg.Pool, sim: RunningSim) -> None:
+    job_id = await create_job(pool, 1, mode="sync")
+    async with running_workers(pool, sim, workers=2):
+        await deliver(
+            pool,
+            assessed(job_id, languages=["ru", "de"], mode="sync"),
+            deps=handler.Deps(sync_budget_s=10.0),
+        )
+        await wait_translated(pool, job_id, 1, timeout=10)
+    [event] = await emitted(pool, job_id)
+    assert [d.language for d in event.descriptions] == ["en", "ru", "de"]
+    assert event.pending_languages == []
+    assert event.warnings == []
+
+
+async def test_permanent_failure_is_pending_with_a_warning(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    job_id = await create_job(pool, 1)
+    async with running_workers(pool, sim):
+        await deliver(pool, assessed(job_id, languages=["ru"], description_en="<p>[[refuse]]</p>"))
+        await wait_translated(pool, job_id, 1, timeout=10)
+    [event] = await emitted(pool, job_id)
+    assert [d.language for d in event.descriptions] == ["en"]
+    assert event.pending_languages == ["ru"]
+    assert event.warnings == [finish.FAILED]
+    assert sim.admin.stats()["totals"]["calls"] == 1  # not retried
+
+
+async def test_breaker_stays_closed_under_429s(pool: asyncpg.Pool, sim: RunningSim) -> None:
+    breaker = Breaker(BreakerSettings(minimum_calls=5, window=10, open_s=60))
+    sim.admin.config({"storm": {"kind": "429", "duration_s": 2.0, "retry_after_ms": 100}})
+    job_id = await create_job(pool, 6)
+    async with running_workers(pool, sim, breaker=breaker, max_attempts=2):
+        await deliver(pool, *[assessed(job_id, seq, languages=["ru", "de"]) for seq in range(6)])
+        await wait_translated(pool, job_id, 6, timeout=30)
+    stats = sim.admin.stats()
+    assert stats["totals"]["errors"] >= 10  # the storm was really hit, many times per row
+    assert breaker.trips == 0
+    assert breaker.state is State.CLOSED
+    assert await failed_outcomes(pool, job_id) == 0
+    assert len(await emitted(pool, job_id)) == 6
+
+
+async def test_503s_open_the_breaker_and_every_lot_completes(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    breaker = Breaker(BreakerSettings(minimum_calls=4, window=8, open_s=0.5, half_open_calls=1))
+    sim.admin.config({"storm": {"kind": "503", "duration_s": 2.0}})
+    job_id = await create_job(pool, 6)
+    async with running_workers(pool, sim, breaker=breaker, max_attempts=50, retry_max_s=0.3):
+        await deliver(pool, *[assessed(job_id, seq, languages=["ru"]) for seq in range(6)])
+        await wait_translated(pool, job_id, 6, timeout=30)
+    assert breaker.trips >= 1
+    assert breaker.rejected > 0
+    assert await failed_outcomes(pool, job_id) == 0
+    assert len(await emitted(pool, job_id)) == 6
