@@ -176,8 +176,10 @@ def parse_url(url: str | httpx.URL, policy: SsrfSettings) -> tuple[httpx.URL, st
         raise InvalidUrl("credentials in the URL are refused")
     if not host or len(host) > 253:
         raise InvalidUrl("URL needs a host of at most 253 characters")
+    if "%" in host:
+        raise InvalidUrl("escapes and IPv6 zone ids are refused in the host")
     if ":" in host:
-        try:  # an IPv6 literal; zone ids ("%25eth0") are refused
+        try:  # an IPv6 literal
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InvalidUrl("malformed IPv6 host") from None
