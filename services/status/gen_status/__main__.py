@@ -1,0 +1,3 @@
+from gen_status.main import main
+
+main()
