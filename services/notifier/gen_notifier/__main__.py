@@ -1,0 +1,3 @@
+from gen_notifier.main import main
+
+main()

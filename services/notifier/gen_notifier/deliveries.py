@@ -1,0 +1,228 @@
+"""SQL of the sending side: claim (gen_common.jobs), record attempts, reap, breaker, replay.
+
+``webhook_deliveries`` is a gen_common.jobs work table: 'queued' is a pending delivery and
+'running' one being sent. Claims skip endpoints that are disabled, whose breaker is open, or that
+already have ``in_flight`` deliveries running, so a dead receiver cannot occupy every sender.
+Every ``now`` comes from the notifier's clock (tests move it by hand).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from gen_common import jobs
+from gen_common.db import Conn
+
+from gen_notifier.deliver import Outcome
+
+TABLE = "webhook_deliveries"
+REPLAYABLE = ("failed", "exhausted", "disabled")
+
+
+def _ts(when: datetime) -> str:
+    return f"'{when.isoformat()}'::timestamptz"  # a datetime we formatted, never user input
+
+
+async def claim(
+    conn: Conn, *, owner: str, lease_s: float, limit: int, in_flight: int, now: datetime
+) -> list[tuple[asyncpg.Record, asyncpg.Record]]:
+    guard = f"""next_attempt_at <= {_ts(now)}
+        AND endpoint_id IN (SELECT e.id FROM webhook_endpoints e WHERE e.disabled_at IS NULL
+              AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= {_ts(now)}))
+        AND (SELECT count(*) FROM webhook_deliveries r WHERE r.status = 'running'
+              AND r.endpoint_id = webhook_deliveries.endpoint_id) < {int(in_flight)}"""
+    rows = await jobs.claim(conn, TABLE, owner=owner, lease_s=lease_s, limit=limit, where=guard)
+    if not rows:
+        return []
+    endpoints = {
+        e["id"]: e
+        for e in await conn.fetch(
+            "SELECT * FROM webhook_endpoints WHERE id = ANY($1::bigint[])",
+            list({r["endpoint_id"] for r in rows}),
+        )
+    }
+    return [(r, endpoints[r["endpoint_id"]]) for r in rows]
+
+
+async def record(
+    conn: Conn,
+    delivery: asyncpg.Record,
+    *,
+    owner: str,
+    outcome: Outcome,
+    attempted_at: datetime,
+    status: str,
+    next_attempt_at: datetime | None,
+    max_body: int,
+) -> bool:
+    """Log the attempt and move the delivery on; False when this worker's lease was lost."""
+    await conn.execute(
+        """INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, trigger, attempted_at,
+               status_code, duration_ms, response_body, error_class, error, succeeded,
+               next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        delivery["id"],
+        delivery["endpoint_id"],
+        delivery["attempts"],
+        delivery["trigger"],
+        attempted_at,
+        outcome.status_code,
+        outcome.duration_ms,
+        outcome.response_body[:max_body],
+        outcome.error_class,
+        outcome.error or None,
+        outcome.succeeded,
+        next_attempt_at,
+    )
+    result = await conn.execute(
+        """UPDATE webhook_deliveries SET status = $3, lease_owner = NULL, lease_until = NULL,
+                  next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
+                  last_status_code = $6, last_attempt_at = $7, updated_at = now(),
+                  delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE delivered_at END
+           WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
+        delivery["id"],
+        owner,
+        status,
+        next_attempt_at,
+        outcome.error or None,
+        outcome.status_code,
+        attempted_at,
+    )
+    if outcome.gone:
+        await disable_endpoint(conn, delivery["endpoint_id"], "receiver answered 410 Gone")
+    return result.endswith(" 1")
+
+
+async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> None:
+    await conn.execute(
+        """UPDATE webhook_endpoints SET disabled_at = COALESCE(disabled_at, now()),
+                  disabled_reason = $2, updated_at = now() WHERE id = $1""",
+        endpoint_id,
+        reason,
+    )
+    await conn.execute(
+        """UPDATE webhook_deliveries SET status = 'disabled', last_error = $2, updated_at = now()
+           WHERE endpoint_id = $1 AND status = 'queued'""",
+        endpoint_id,
+        reason,
+    )
+
+
+async def release(conn: Conn, owner: str) -> int:
+    return await jobs.release(conn, TABLE, owner=owner)
+
+
+async def reap(conn: Conn, now: datetime) -> int:
+    """Requeue deliveries whose sender died; the lost attempt is logged (outcome unknown)."""
+    rows = await conn.fetch(
+        """WITH r AS (
+               UPDATE webhook_deliveries SET status = 'queued', lease_owner = NULL,
+                      lease_until = NULL, last_error = 'lease expired', updated_at = now()
+               WHERE status = 'running' AND lease_until < now()
+               RETURNING id, endpoint_id, attempts, trigger)
+           INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, trigger,
+                                         attempted_at, error_class, error, succeeded)
+           SELECT id, endpoint_id, attempts, trigger, $1, 'lease_expired',
+                  'sender lost its lease; outcome unknown', false FROM r
+           RETURNING delivery_id""",
+        now,
+    )
+    return len(rows)
+
+
+async def sample_breakers(conn: Conn, *, now: datetime, o: Any) -> list[str]:
+    """Open the breaker of endpoints failing too often in the window; returns their URLs."""
+    await conn.execute(
+        """UPDATE webhook_endpoints e SET breaker_trips = 0 WHERE breaker_trips > 0
+             AND (breaker_open_until IS NULL OR breaker_open_until <= $1)
+             AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.endpoint_id = e.id
+                         AND a.succeeded AND a.attempted_at >= e.breaker_since)""",
+        now,
+    )
+    rows = await conn.fetch(
+        """WITH s AS (
+               SELECT a.endpoint_id, count(*) AS n, count(*) FILTER (WHERE NOT a.succeeded) AS f
+               FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+               WHERE a.attempted_at > $1 - make_interval(secs => $2)
+                 AND a.attempted_at >= e.breaker_since AND e.disabled_at IS NULL
+               GROUP BY a.endpoint_id)
+           UPDATE webhook_endpoints e
+              SET breaker_open_until = $1 + make_interval(
+                      secs => least($6, $5 * power(2, e.breaker_trips))),
+                  breaker_since = $1 + make_interval(
+                      secs => least($6, $5 * power(2, e.breaker_trips))),
+                  breaker_trips = e.breaker_trips + 1, updated_at = now()
+           FROM s WHERE s.endpoint_id = e.id AND s.n >= $3 AND s.f >= $4 * s.n
+             AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= $1)
+           RETURNING e.url""",
+        now,
+        o.breaker_window_s,
+        o.breaker_min_attempts,
+        o.breaker_failure_rate,
+        o.breaker_open_s,
+        o.breaker_max_open_s,
+    )
+    return [r["url"] for r in rows]
+
+
+async def replay_one(conn: Conn, msg_id: str, now: datetime) -> str:
+    """'replayed', 'missing', or the current status when it cannot be replayed."""
+    row = await conn.fetchrow(
+        "SELECT id, status, endpoint_id FROM webhook_deliveries WHERE msg_id = $1 FOR UPDATE",
+        msg_id,
+    )
+    if row is None:
+        return "missing"
+    if row["status"] not in REPLAYABLE:
+        return str(row["status"])
+    if row["status"] == "disabled":  # an operator's replay re-enables the endpoint
+        await conn.execute(
+            """UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL,
+                      updated_at = now() WHERE id = $1""",
+            row["endpoint_id"],
+        )
+    await _requeue(conn, "id = $2", now, row["id"])
+    return "replayed"
+
+
+async def replay_since(conn: Conn, since: datetime, now: datetime) -> list[str]:
+    """Every failed or exhausted delivery created since ``since``, sent again once (manual)."""
+    return await _requeue(
+        conn, "status IN ('failed', 'exhausted') AND created_at >= $2", now, since
+    )
+
+
+async def _requeue(conn: Conn, where: str, now: datetime, arg: object) -> list[str]:
+    rows = await conn.fetch(
+        f"""UPDATE webhook_deliveries SET status = 'queued', trigger = 'manual', priority = 1,
+                   next_attempt_at = $1, last_error = NULL, updated_at = now()
+            WHERE {where} RETURNING msg_id""",
+        now,
+        arg,
+    )
+    return [r["msg_id"] for r in rows]
+
+
+async def rotate_secret(
+    conn: Conn, url: str, new_secret: str, *, shared_key: str, now: datetime, o: Any
+) -> None:
+    """Make ``new_secret`` current; the previous one keeps signing for ``rotation_grace_s``."""
+    row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1 FOR UPDATE", url)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (url, secret) VALUES ($1, $2)", url, new_secret
+        )
+        return
+    expires = (now + timedelta(seconds=o.rotation_grace_s)).isoformat()
+    previous = row["secret"] or shared_key
+    kept = [s for s in row["old_secrets"] if datetime.fromisoformat(s["expires_at"]) > now]
+    old = [{"secret": previous, "expires_at": expires}, *kept][: o.max_old_secrets]
+    await conn.execute(
+        """UPDATE webhook_endpoints SET secret = $2, old_secrets = $3, updated_at = now()
+           WHERE id = $1""",
+        row["id"],
+        new_secret,
+        old,
+    )

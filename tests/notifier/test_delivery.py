@@ -1,0 +1,222 @@
+"""Sending: schedule, outages, 410, redirects, timeouts, Retry-After, rotation, replay (W1-W9)."""
+
+from __future__ import annotations
+
+import itertools
+
+import asyncpg
+import pytest
+from gen_notifier import deliveries
+from gen_notifier.schedule import ManualClock
+
+from tests.harness.receiver import Receiver, Reply, always, check, fail_first
+from tests.notifier.conftest import KEY, MakeSender, attempts_of, enqueue, options
+
+pytestmark = pytest.mark.pg
+
+
+async def status_of(pool: asyncpg.Pool, msg_id: str) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE msg_id = $1", msg_id)
+    assert row is not None
+    return row
+
+
+async def test_three_500s_follow_the_schedule_then_delivered(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    with Receiver([KEY], fail_first(3)) as rx:
+        msg_id = await enqueue(pool, o, clock, rx.hook())
+        for _ in range(4):
+            await sender.run_once()
+            row = await status_of(pool, msg_id)
+            if row["status"] == "delivered":
+                break
+            assert await sender.run_once() == 0  # not due before its time
+            clock.set(row["next_attempt_at"])
+        got = rx.by_msg(msg_id)
+    assert [r.answered for r in got] == [500, 500, 500, 200]
+    assert all(r.verified for r in got)
+    attempts = await attempts_of(pool, msg_id)
+    assert [a["status_code"] for a in attempts] == [500, 500, 500, 200]
+    gaps = [
+        (b["attempted_at"] - a["attempted_at"]).total_seconds()
+        for a, b in itertools.pairwise(attempts)
+    ]
+    for gap, scheduled in zip(gaps, (5, 300, 1800), strict=True):
+        assert 0.8 * scheduled <= gap <= 1.2 * scheduled
+    row = await status_of(pool, msg_id)
+    assert (row["status"], row["attempts"]) == ("delivered", 4)
+
+
+async def test_receiver_down_then_back_loses_nothing(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    rx = Receiver([KEY]).start()
+    url = rx.hook()
+    rx.stop()
+    ids = [await enqueue(pool, o, clock, url, body=b'{"n":%d}' % i) for i in range(20)]
+    for _ in range(3):  # three rounds while it is down
+        await sender.run_once()
+        clock.advance(2 * 3600)
+    rows = [await status_of(pool, i) for i in ids]
+    assert {r["status"] for r in rows} == {"queued"}
+    assert all(r["attempts"] == 3 for r in rows)
+    rx.start()
+    try:
+        for _ in range(4):  # pooled connections to the dead server fail once, then retry
+            clock.advance(10 * 3600)
+            await sender.run_once()
+    finally:
+        rx.stop()
+    rows = [await status_of(pool, i) for i in ids]
+    assert {r["status"] for r in rows} == {"delivered"}
+    assert {r.msg_id for r in rx.snapshot()} == set(ids)  # the same webhook-ids arrived
+    assert all(r.verified for r in rx.snapshot())
+
+
+async def test_410_disables_the_endpoint(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    with Receiver([KEY], always(410)) as rx:
+        first = await enqueue(pool, o, clock, rx.hook())
+        await sender.run_once()
+        later = await enqueue(pool, o, clock, rx.hook())
+        clock.advance(3600)
+        await sender.run_once()
+        assert len(rx.snapshot()) == 1
+    assert (await status_of(pool, first))["status"] == "disabled"
+    assert (await status_of(pool, later))["status"] == "disabled"
+    endpoint = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1", rx.hook())
+    assert endpoint is not None
+    assert endpoint["disabled_at"] is not None
+
+
+async def test_redirect_is_not_followed(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    with Receiver([KEY]) as target, Receiver([KEY]) as rx:
+        rx.respond = always(302, headers={"location": target.hook()})
+        msg_id = await enqueue(pool, o, clock, rx.hook())
+        await sender.run_once()
+        assert target.snapshot() == []
+    row = await status_of(pool, msg_id)
+    assert (row["status"], row["last_status_code"]) == ("queued", 302)
+    (attempt,) = await attempts_of(pool, msg_id)
+    assert (attempt["error_class"], attempt["succeeded"]) == ("redirect", False)
+
+
+async def test_timeout_waits_at_least_the_overload_penalty(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options(timeout_s=0.5)
+    sender = make_sender(o)
+    with Receiver([KEY], always(200, delay_s=2.0)) as rx:
+        msg_id = await enqueue(pool, o, clock, rx.hook())
+        await sender.run_once()
+    (attempt,) = await attempts_of(pool, msg_id)
+    assert attempt["error_class"] == "timeout"
+    assert attempt["duration_ms"] < 1500
+    delay = (attempt["next_attempt_at"] - attempt["attempted_at"]).total_seconds()
+    assert 0.8 * 60 <= delay <= 1.2 * 60  # base 5 s raised to the 60 s overload minimum
+
+
+async def test_retry_after_is_clamped(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    with Receiver([KEY]) as rx:
+        rx.respond = lambda n, r: Reply(429 if n == 1 else 503, headers={"retry-after": "3600"})
+        msg_id = await enqueue(pool, o, clock, rx.hook())
+        await sender.run_once()  # 429 on attempt 1: base max(5, 60) -> clamp(3600, 60, 120)
+        clock.set((await status_of(pool, msg_id))["next_attempt_at"])
+        await sender.run_once()  # 503 on attempt 2: base 300 -> clamp(3600, 300, 600)
+    first, second = await attempts_of(pool, msg_id)
+    d1 = (first["next_attempt_at"] - first["attempted_at"]).total_seconds()
+    d2 = (second["next_attempt_at"] - second["attempted_at"]).total_seconds()
+    assert 0.8 * 120 <= d1 <= 1.2 * 120
+    assert 0.8 * 600 <= d2 <= 1.2 * 600
+
+
+async def test_rotation_old_secret_verifies_during_grace(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options(rotation_grace_s=3600)  # the clock must stay behind real time (see conftest)
+    sender = make_sender(o)
+    with Receiver(["whsec_bmV3LXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"]) as new_rx:
+        url = new_rx.hook()
+        async with pool.acquire() as conn:
+            await deliveries.rotate_secret(
+                conn,
+                url,
+                "whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2",
+                shared_key=KEY,
+                now=clock.now(),
+                o=o,
+            )
+            await deliveries.rotate_secret(
+                conn,
+                url,
+                "whsec_bmV3LXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2",
+                shared_key=KEY,
+                now=clock.now(),
+                o=o,
+            )
+        msg_id = await enqueue(pool, o, clock, url)
+        await sender.run_once()
+        (got,) = new_rx.by_msg(msg_id)
+    assert got.verified
+    sigs = got.headers["webhook-signature"].split(" ")
+    assert len(sigs) == 2  # the new and the old secret, both within the grace period
+    assert check(["whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"], got.headers, got.body)[
+        2
+    ]  # the old secret still verifies
+    clock.advance(o.rotation_grace_s + 1)
+    msg2 = await enqueue(pool, o, clock, url)
+    with Receiver(["whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"], port=new_rx.port) as old_rx:
+        for _ in range(3):  # the pooled connection to the stopped receiver may fail once
+            await sender.run_once()
+            clock.advance(3600)
+        (after,) = old_rx.by_msg(msg2)
+    assert not after.standard  # after the grace only the new secret signs
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_replay_one_and_since(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options(schedule_s=(5.0,))  # two attempts, then exhausted
+    sender = make_sender(o)
+    with Receiver([KEY], always(500)) as rx:
+        ids = [await enqueue(pool, o, clock, rx.hook()) for _ in range(3)]
+        since = (await status_of(pool, ids[0]))["created_at"]
+        await sender.run_once()
+        clock.advance(10)
+        await sender.run_once()
+        assert {(await status_of(pool, i))["status"] for i in ids} == {"exhausted"}
+        async with pool.acquire() as conn:
+            assert await deliveries.replay_one(conn, ids[0], clock.now()) == "replayed"
+            assert await deliveries.replay_one(conn, "msg_nope", clock.now()) == "missing"
+        await sender.run_once()  # manual attempt fails: not rescheduled
+        row = await status_of(pool, ids[0])
+        assert (row["status"], row["trigger"], row["attempts"]) == ("failed", "manual", 3)
+        rx.respond = always(200)
+        async with pool.acquire() as conn:
+            replayed = await deliveries.replay_since(conn, since, clock.now())
+        assert sorted(replayed) == sorted(ids)
+        await sender.run_once()
+    assert {(await status_of(pool, i))["status"] for i in ids} == {"delivered"}
+    for i in ids:
+        stamps = [r.headers["webhook-id"] for r in rx.by_msg(i)]
+        assert stamps
+        assert set(stamps) == {i}
+    last = (await attempts_of(pool, ids[1]))[-1]
+    assert (last["trigger"], last["succeeded"]) == ("manual", True)
