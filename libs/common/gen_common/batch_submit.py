@@ -1,0 +1,381 @@
+"""Pack due items into JSONL files and submit them as OpenAI batches, crash-safe.
+
+Each remote call is recorded in PostgreSQL before and after it:
+
+1. One transaction: claim items from the stage, pack them (one job and one model per file), INSERT
+   ``openai_batches`` ('preparing', leased to this process) and its ``openai_batch_items``. The
+   per-model advisory lock serialises the enqueued-token budget across processes.
+2. Upload -> 'uploaded' + input_file_id. A crash in between leaves 'preparing' with an expired
+   lease: recovery abandons the row and releases its items (an orphan file may stay on OpenAI
+   until it expires after ``file_expiry_s``; no batch was created from it).
+3. Create -> 'submitted' + batch_id. A crash in between leaves 'uploaded': recovery first looks
+   for a batch created from that input file (the create may have succeeded and its answer been
+   lost), records it if found, and creates it only if not. So a chunk never gets two batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import openai
+import orjson
+from openai import AsyncOpenAI
+from openai.types import Batch
+
+from gen_common.batch_monitor import settle_failure
+from gen_common.db import Conn, transaction
+from gen_common.openai_batch import (
+    BatchOptions,
+    BatchRequest,
+    BatchSource,
+    LineError,
+    batch_owner,
+    process_id,
+)
+
+log = logging.getLogger(__name__)
+ENDPOINT: Final = "/v1/responses"
+_PREFIX = b'{"custom_id":"'
+_MIDDLE = b'","method":"POST","url":"' + ENDPOINT.encode() + b'","body":'
+LINE_OVERHEAD = len(_PREFIX) + len(_MIDDLE) + 1 + 64  # + a custom_id of up to 64 characters
+ACTIVE_REMOTE = ("validating", "in_progress", "finalizing", "cancelling")
+
+
+def estimate_tokens(body_json: bytes, tokens_per_image: int) -> int:
+    """Enqueued prompt tokens of one line: bytes / 4 plus a per-image allowance."""
+    line_bytes = len(body_json) + LINE_OVERHEAD
+    return line_bytes // 4 + body_json.count(b'"input_image"') * tokens_per_image
+
+
+@dataclass(slots=True)
+class Chunk:
+    job_id: str
+    model: str
+    items: list[tuple[BatchRequest, bytes]] = field(default_factory=list)
+    size: int = 0
+    tokens: int = 0
+
+
+@dataclass(slots=True)
+class Packed:
+    chunks: list[Chunk] = field(default_factory=list)
+    leftover: list[BatchRequest] = field(default_factory=list)  # no token budget left
+    rejected: list[tuple[BatchRequest, LineError]] = field(default_factory=list)
+
+
+def pack(requests: Sequence[BatchRequest], options: BatchOptions, budget: dict[str, int]) -> Packed:
+    """Split into files by job, model, lines, bytes and the remaining token budget per model."""
+    out = Packed()
+    open_chunks: dict[tuple[str, str], Chunk] = {}
+    blocked: set[str] = set()
+    for req in requests:
+        model = req.body.get("model")
+        if not isinstance(model, str):
+            out.rejected.append((req, LineError("missing_model", "request body has no model")))
+            continue
+        body = orjson.dumps(req.body)
+        size = len(body) + LINE_OVERHEAD
+        tokens = estimate_tokens(body, options.tokens_per_image)
+        if size > options.max_bytes or tokens > options.token_cap(model):
+            message = f"one line is {size} bytes / ~{tokens} enqueued tokens: above the limits"
+            out.rejected.append((req, LineError("line_too_large", message)))
+            continue
+        if model in blocked or tokens > budget.get(model, 0):
+            blocked.add(model)  # keep the claim order: nothing later may overtake
+            out.leftover.append(req)
+            continue
+        budget[model] -= tokens
+        chunk = open_chunks.get((req.job_id, model))
+        if (
+            chunk is None
+            or len(chunk.items) >= options.max_lines
+            or chunk.size + size > options.max_bytes
+        ):
+            chunk = Chunk(job_id=req.job_id, model=model)
+            open_chunks[(req.job_id, model)] = chunk
+            out.chunks.append(chunk)
+        chunk.items.append((req, body))
+        chunk.size += size
+        chunk.tokens += tokens
+    return out
+
+
+async def inflight_tokens(conn: Conn, model: str) -> int:
+    value = await conn.fetchval(
+        """SELECT coalesce(sum(est_tokens), 0) FROM openai_batches
+           WHERE model = $1 AND status IN ('preparing', 'uploaded', 'submitted')
+             AND coalesce(remote_status, 'validating') = ANY($2::text[])""",
+        model,
+        list(ACTIVE_REMOTE),
+    )
+    return int(value)
+
+
+class Submitter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: AsyncOpenAI,
+        source: BatchSource,
+        options: BatchOptions,
+        finished: asyncio.Event,
+    ) -> None:
+        self.pool, self.client, self.source, self.opts = pool, client, source, options
+        self.stage = source.stage
+        self.finished = finished
+        self.me = process_id()
+
+    async def loop(self) -> None:
+        while True:
+            state = "idle"
+            try:
+                await self.recover()
+                state = await self.submit_once()
+            except (openai.APIError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("batch submit tick failed", extra={"error": repr(exc)})
+            if state == "more":
+                continue
+            if state == "blocked":  # wait for a batch to finish and free token budget
+                self.finished.clear()
+                wait = self.opts.submit_interval_s * 6
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.finished.wait(), wait)
+                continue
+            await asyncio.sleep(self.opts.submit_interval_s)
+
+    async def submit_once(self) -> str:
+        limit = self.opts.claim_limit
+        async with transaction(self.pool) as conn:
+            requests = await self.source.claim(
+                conn, owner=batch_owner(self.stage), lease_s=self.opts.item_lease_s, limit=limit
+            )
+            if not requests:
+                return "idle"
+            models = sorted({m for r in requests if isinstance(m := r.body.get("model"), str)})
+            budget = {}
+            for model in models:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"oab:{model}")
+                budget[model] = self.opts.token_cap(model) - await inflight_tokens(conn, model)
+            packed = pack(requests, self.opts, budget)
+            for req, error in packed.rejected:
+                await self.source.fail(conn, req.work_id, error)
+            if packed.leftover:
+                await self.source.release(
+                    conn,
+                    [r.work_id for r in packed.leftover],
+                    delay_s=0.0,
+                    reason="enqueued token budget full",
+                )
+            prepared = [await self._insert(conn, chunk) for chunk in packed.chunks]
+        for row_id, data in prepared:
+            await self.send(row_id, data)
+        if packed.leftover:
+            return "blocked"
+        return "more" if len(requests) >= limit else "idle"
+
+    async def _insert(self, conn: Conn, chunk: Chunk) -> tuple[int, bytes]:
+        row_id: int = await conn.fetchval(
+            """INSERT INTO openai_batches (stage, model, job_id, line_count, input_bytes,
+                   est_tokens, lease_owner, lease_until)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+               RETURNING id""",
+            self.stage,
+            chunk.model,
+            chunk.job_id,
+            len(chunk.items),
+            chunk.size,
+            chunk.tokens,
+            self.me,
+            self.opts.submit_lease_s,
+        )
+        lines, records = [], []
+        for line_no, (req, body) in enumerate(chunk.items, start=1):
+            custom_id = f"{self.stage}-{row_id}-{req.work_id}"
+            lines.append(_PREFIX + custom_id.encode() + _MIDDLE + body + b"}")
+            records.append((row_id, req.work_id, custom_id, line_no, req.attempt))
+        await conn.copy_records_to_table(
+            "openai_batch_items",
+            records=records,
+            columns=["batch_row", "work_id", "custom_id", "line_no", "attempt"],
+        )
+        data = b"\n".join(lines) + b"\n"
+        await conn.execute(
+            "UPDATE openai_batches SET input_bytes = $2 WHERE id = $1", row_id, len(data)
+        )
+        return row_id, data
+
+    async def send(self, row_id: int, data: bytes) -> None:
+        try:
+            uploaded = await self.client.files.create(
+                file=(f"{self.stage}-{row_id}.jsonl", data, "application/jsonl"),
+                purpose="batch",
+                expires_after={"anchor": "created_at", "seconds": self.opts.file_expiry_s},
+            )
+        except openai.APIError as exc:
+            await self._on_error(row_id, "upload", exc)
+            return
+        async with transaction(self.pool) as conn:
+            row = await conn.fetchrow(
+                """UPDATE openai_batches SET status = 'uploaded', input_file_id = $3,
+                          uploaded_at = now(), lease_until = now() + make_interval(secs => $4)
+                   WHERE id = $1 AND status = 'preparing' AND lease_owner = $2
+                   RETURNING cancel_requested""",
+                row_id,
+                self.me,
+                uploaded.id,
+                self.opts.submit_lease_s,
+            )
+        if row is None:
+            log.warning("batch row taken over before upload was recorded", extra={"row": row_id})
+            return
+        if row["cancel_requested"]:
+            await self.abandon(row_id, "job cancelled before the batch was created", None)
+            return
+        await self.create(row_id, uploaded.id)
+
+    async def create(self, row_id: int, file_id: str) -> None:
+        try:
+            batch = await self.client.batches.create(
+                input_file_id=file_id,
+                endpoint=ENDPOINT,
+                completion_window="24h",
+                metadata={"stage": self.stage, "chunk": str(row_id)},
+            )
+        except openai.APIError as exc:
+            await self._on_error(row_id, "batch create", exc)
+            return
+        await self.record(row_id, batch)
+
+    async def record(self, row_id: int, batch: Batch) -> None:
+        async with transaction(self.pool) as conn:
+            won = await conn.fetchval(
+                """UPDATE openai_batches SET status = 'submitted', batch_id = $3,
+                          remote_status = $4, submitted_at = now(),
+                          expires_at = to_timestamp($5), lease_owner = NULL, lease_until = NULL,
+                          next_poll_at = now()
+                   WHERE id = $1 AND status = 'uploaded' AND lease_owner = $2 RETURNING id""",
+                row_id,
+                self.me,
+                batch.id,
+                batch.status,
+                float(batch.expires_at or 0),
+            )
+        if won is None:  # our lease was lost and another process recorded the chunk: undo ours
+            log.error("duplicate batch for a chunk; cancelling it", extra={"batch_id": batch.id})
+            await self.client.batches.cancel(batch.id)
+        else:
+            log.info("batch submitted", extra={"row": row_id, "batch_id": batch.id})
+
+    async def _on_error(self, row_id: int, step: str, exc: openai.APIError) -> None:
+        """Refused (4xx): give the items back as failed lines. Transient: recovery retries soon."""
+        if isinstance(exc, openai.APIStatusError) and not _transient(exc):
+            await self.abandon(row_id, f"{step} refused: {exc}", _error_of(exc))
+            return
+        log.warning("batch %s failed, will retry", step, extra={"row": row_id, "error": repr(exc)})
+        async with transaction(self.pool) as conn:
+            await conn.execute(
+                """UPDATE openai_batches SET lease_until = now() + make_interval(secs => $3),
+                          error = $4
+                   WHERE id = $1 AND lease_owner = $2""",
+                row_id,
+                self.me,
+                self.opts.submit_interval_s,
+                f"{step}: {exc!r}"[:2000],
+            )
+
+    async def abandon(self, row_id: int, reason: str, error: LineError | None) -> None:
+        """Give the row's items back: released (never sent) or retried/failed (``error``)."""
+        async with transaction(self.pool) as conn:
+            mine = await conn.fetchval(
+                """UPDATE openai_batches SET status = 'abandoned', error = $3, completed_at = now(),
+                          lease_owner = NULL, lease_until = NULL
+                   WHERE id = $1 AND status IN ('preparing', 'uploaded') AND lease_owner = $2
+                   RETURNING id""",
+                row_id,
+                self.me,
+                reason,
+            )
+            if mine is None:
+                return
+            items = await conn.fetch(
+                """UPDATE openai_batch_items SET status = 'released', finished_at = now(),
+                          error = $2
+                   WHERE batch_row = $1 AND status = 'pending' RETURNING work_id, attempt""",
+                row_id,
+                reason,
+            )
+            if error is None:
+                ids = [i["work_id"] for i in items]
+                if ids:
+                    await self.source.release(conn, ids, delay_s=0.0, reason=reason)
+                return
+            for item in items:
+                status = await settle_failure(
+                    conn, self.source, self.opts, item["work_id"], item["attempt"], error
+                )
+                await conn.execute(
+                    """UPDATE openai_batch_items SET status = $3
+                       WHERE batch_row = $1 AND work_id = $2""",
+                    row_id,
+                    item["work_id"],
+                    status,
+                )
+
+    async def recover(self) -> None:
+        """Take over 'preparing'/'uploaded' rows whose submitter died (lease expired)."""
+        async with transaction(self.pool) as conn:
+            rows = await conn.fetch(
+                """UPDATE openai_batches SET lease_owner = $2,
+                          lease_until = now() + make_interval(secs => $3)
+                   WHERE id IN (SELECT id FROM openai_batches
+                                WHERE stage = $1 AND status IN ('preparing', 'uploaded')
+                                  AND lease_until < now()
+                                ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
+                   RETURNING id, status, input_file_id, uploaded_at, cancel_requested""",
+                self.stage,
+                self.me,
+                self.opts.submit_lease_s,
+            )
+        for row in rows:
+            if row["status"] == "preparing":
+                await self.abandon(row["id"], "submitter died before the upload was recorded", None)
+                continue
+            found = await self.find_batch(row["input_file_id"], row["uploaded_at"])
+            if found is not None:
+                await self.record(row["id"], found)
+            elif row["cancel_requested"]:
+                await self.abandon(row["id"], "job cancelled before the batch was created", None)
+            else:
+                await self.create(row["id"], row["input_file_id"])
+
+    async def find_batch(self, file_id: str, uploaded_at: datetime) -> Batch | None:
+        """The batch created from ``file_id``, if a create succeeded whose answer was lost."""
+        horizon = uploaded_at.timestamp() - 6 * 3600
+        seen = 0
+        async for batch in self.client.batches.list(limit=100):
+            if batch.input_file_id == file_id:
+                return batch
+            seen += 1
+            if batch.created_at < horizon or seen >= 5_000:
+                break
+        return None
+
+
+def _transient(exc: openai.APIStatusError) -> bool:
+    return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+
+
+def _error_of(exc: openai.APIStatusError) -> LineError:
+    return LineError(
+        code=str(exc.code or f"http_{exc.status_code}"),
+        message=exc.message,
+        status_code=exc.status_code,
+        param=exc.param,
+    )
