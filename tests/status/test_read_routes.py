@@ -278,3 +278,28 @@ def test_timestamps_drop_zero_microseconds() -> None:
     assert v1_time(datetime(2025, 8, 5, 20, 28, 57, tzinfo=UTC)) == "2025-08-05T20:28:57"
     assert v1_time(datetime(2025, 8, 5, 20, 28, 57, 5, tzinfo=UTC)) == "2025-08-05T20:28:57.000005"
     assert v2_time(datetime(2025, 8, 5, 20, 28, 57, tzinfo=UTC)) == "2025-08-05T20:28:57Z"
+
+
+async def test_fast_path_answers_like_the_routed_handler(
+    open_client: Any, insert_job: InsertJob
+) -> None:
+    """batch-status is served by fastpath.py; with signatures required the routed handler runs."""
+    from gen_common.signing import hmac_hex
+
+    fast: httpx.AsyncClient = await open_client()
+    routed: httpx.AsyncClient = await open_client(sign_open_routes=True)
+    signed = {"X-Signature": hmac_hex(KEY.encode(), b"")}
+    job = await insert_job(status="failed", error_message="Ø", total_lots=7, completed_lots=3)
+    for path in (
+        f"/api/v1/batch-status/{job}",
+        f"/api/v1/batch-status/{uuid.uuid4()}",
+        "/api/v1/batch-status/x%2Fy",
+        "/api/v1/batch-status/%20",
+    ):
+        a = await fast.get(path)
+        b = await routed.get(path, headers=signed)
+        assert (a.status_code, a.content, a.headers["content-type"]) == (
+            b.status_code,
+            b.content,
+            b.headers["content-type"],
+        ), path

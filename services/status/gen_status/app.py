@@ -17,6 +17,7 @@ from starlette.responses import Response
 from gen_status import models, results, routes, store
 from gen_status.auth import HeaderVerifier
 from gen_status.deps import BodyTooLarge, Deps, DepsDep
+from gen_status.fastpath import BatchStatusFastPath
 from gen_status.metrics import Metrics, MetricsMiddleware
 from gen_status.settings import StatusSettings
 from gen_status.wire import JSONBody, error
@@ -97,6 +98,7 @@ def create_app(settings: StatusSettings) -> FastAPI:
     for exc_type in UNAVAILABLE:
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _crashed)
+    app.add_middleware(BatchStatusFastPath, state=app.state, unavailable=UNAVAILABLE)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/health", response_model=models.Health, responses=models.errors(503), tags=["ops"])
