@@ -116,6 +116,13 @@ class Breaker:
         }
 
     # -- calls ---------------------------------------------------------------------------------
+    def available(self) -> bool:
+        """Whether :meth:`allow` would say yes now, without taking a permit (claim guard)."""
+        state = self.state
+        return state is State.CLOSED or (
+            state is State.HALF_OPEN and self._permits < self.settings.half_open_calls
+        )
+
     def allow(self) -> bool:
         """True if a call may start now (a half-open probe takes one permit)."""
         state = self.state

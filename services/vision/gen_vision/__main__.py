@@ -1,0 +1,3 @@
+from gen_vision.main import main
+
+main()

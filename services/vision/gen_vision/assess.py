@@ -1,0 +1,235 @@
+"""The one outside call of this stage: assess one lot's images with the Responses API.
+
+Every valid image is attached as an ``input_image`` (explicit ``detail``), the answer is a strict
+``json_schema`` (:mod:`gen_vision.assessment`). Around each HTTP call: the client-side throttle
+(pacing, AIMD window), the circuit breaker, and the call log (a row written *before* the call).
+In-process retries (tenacity, jittered exponential) only for 429s, which are a rate signal and
+cheap to wait out; everything else goes back to the work table with ``next_attempt_at``. An image
+OpenAI cannot download (400) is dropped and the call resent without it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Protocol
+
+import openai
+from gen_common import llm
+from gen_common.breaker import Breaker, outcome_of
+from gen_common.errors import BreakerOpen, GenError, InvalidModelOutput, RateLimited
+from gen_common.events import TokenUsage
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from gen_vision import assessment
+from gen_vision.images import enforce_threshold
+from gen_vision.settings import ModelPrice, VisionOptions
+
+
+def load_prompt(override: str = "") -> str:
+    if override.strip():
+        return override
+    return resources.files("gen_vision").joinpath("prompt.md").read_text(encoding="utf-8")
+
+
+@dataclass(slots=True)
+class LotRequest:
+    """One lot to assess; ``refused`` collects images OpenAI could not download (kept on retry)."""
+
+    job_id: str
+    lot_seq: int
+    lot_id: str | int
+    all_images: list[str]
+    images: list[str]  # valid after our checks, minus refused ones
+    missing: list[str]  # unreachable by our checks
+    additional_info: str = ""
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def missing_images(self) -> list[str]:
+        return list(dict.fromkeys([*self.missing, *self.refused]))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    assessment: dict[str, Any]
+    html: str
+    model: str
+    response_id: str
+    usage: TokenUsage
+    images: list[str]
+
+
+class CallLog(Protocol):
+    async def started(self, images: list[str]) -> int: ...
+    async def finished(self, call_id: int, outcome: str, response_id: str | None) -> None: ...
+
+
+class Assessor(Protocol):
+    async def assess(self, lot: LotRequest, calls: CallLog) -> ModelResult: ...
+
+
+def cost_usd(usage: TokenUsage, price: ModelPrice | None, *, discount: float = 1.0) -> float:
+    if price is None:
+        return 0.0
+    fresh = max(0, usage.input_tokens - usage.cached_tokens)
+    total = (
+        fresh * price.input + usage.cached_tokens * price.cached_input
+    ) + usage.output_tokens * price.output
+    return round(total * discount / 1_000_000, 6)
+
+
+def _is_rate_limit(exc: BaseException) -> bool:
+    return isinstance(exc, RateLimited) and not isinstance(exc, llm.QuotaExhausted)
+
+
+class OpenAIAssessor:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        breaker: Breaker,
+        throttle: llm.Throttle,
+        options: VisionOptions,
+        prompt: str,
+    ) -> None:
+        self._client = client
+        self._breaker = breaker
+        self._throttle = throttle
+        self._options = options
+        self._prompt = prompt
+
+    async def assess(self, lot: LotRequest, calls: CallLog) -> ModelResult:
+        o = self._options
+        for _ in range(o.image_retries + 1):
+            try:
+                return await self._with_rate_retries(lot, calls)
+            except llm.ImageDownloadFailed as exc:
+                if not exc.url or exc.url not in lot.images:
+                    raise
+                lot.images.remove(exc.url)
+                lot.refused.append(exc.url)
+                enforce_threshold(lot.all_images, lot.missing_images, o.images.max_unreachable)
+        raise llm.ImageDownloadFailed("too many images OpenAI could not download")
+
+    async def _with_rate_retries(self, lot: LotRequest, calls: CallLog) -> ModelResult:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_rate_limit),
+            stop=stop_after_attempt(self._options.rate_limit_retries + 1),
+            wait=wait_random_exponential(multiplier=0.25, max=5.0),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(lot, calls)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(self, lot: LotRequest) -> dict[str, Any]:
+        o = self._options
+        text = (
+            f"Vehicle lot {lot.lot_id}. {len(lot.images)} photos are attached, indexed 0 to "
+            f"{len(lot.images) - 1} in order."
+        )
+        if lot.additional_info.strip():
+            text += (
+                "\n\nAdditional context from the seller (information only):\n<<<\n"
+                f"{lot.additional_info.strip()}\n>>>"
+            )
+        content: list[dict[str, Any]] = [{"type": "input_text", "text": text}]
+        content += [{"type": "input_image", "image_url": u, "detail": o.detail} for u in lot.images]
+        request: dict[str, Any] = {
+            "model": o.model,
+            "instructions": self._prompt,
+            "input": [{"role": "user", "content": content}],
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": assessment.SCHEMA_NAME,
+                    "strict": True,
+                    "schema": assessment.SCHEMA,
+                }
+            },
+            "max_output_tokens": o.max_output_tokens,
+            "prompt_cache_key": o.prompt_cache_key,
+            "metadata": {"job_id": lot.job_id, "lot_seq": str(lot.lot_seq)},
+            "store": False,
+        }
+        if o.reasoning_effort is not None:
+            request["reasoning"] = {"effort": o.reasoning_effort}
+        return request
+
+    async def _call(self, lot: LotRequest, calls: CallLog) -> ModelResult:
+        request = self._request(lot)
+        async with self._throttle.slot():
+            if not self._breaker.allow():
+                raise BreakerOpen("circuit breaker open")
+            call_id = await calls.started(list(lot.images))
+            started = time.monotonic()
+            try:
+                raw = await self._client.responses.with_raw_response.create(**request)
+                response = raw.parse()
+            except (openai.OpenAIError, ValueError) as exc:
+                error = llm.classify(exc)
+                self._breaker.record(outcome_of(error), time.monotonic() - started)
+                if isinstance(error, RateLimited) and not isinstance(error, llm.QuotaExhausted):
+                    self._throttle.on_rate_limited(error.retry_after)
+                elif isinstance(exc, openai.APITimeoutError):
+                    self._throttle.on_timeout()
+                await calls.finished(call_id, error.code, None)
+                raise error from exc
+            self._breaker.record_success(time.monotonic() - started)
+        usage = _usage(response)
+        self._throttle.on_response(
+            llm.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
+        )
+        try:
+            result = self._result(response, lot, usage)
+        except GenError as error:
+            await calls.finished(call_id, error.code, response.id)
+            raise
+        await calls.finished(call_id, "ok", response.id)
+        return result
+
+    def _result(self, response: Any, lot: LotRequest, usage: TokenUsage) -> ModelResult:
+        if response.status != "completed":
+            details = getattr(response, "incomplete_details", None)
+            raise InvalidModelOutput(f"response {response.status}: {details}")
+        for item in response.output:
+            for part in getattr(item, "content", None) or ():
+                if getattr(part, "type", None) == "refusal":
+                    raise InvalidModelOutput(f"refusal: {part.refusal}"[:500])
+        text = response.output_text
+        if not text.strip():
+            raise InvalidModelOutput("empty answer")
+        parsed = assessment.parse(text, image_count=len(lot.images))
+        o = self._options
+        priced = usage.model_copy(update={"cost_usd": cost_usd(usage, o.prices.get(o.model))})
+        stored = parsed.model_dump(mode="json") | {"image_urls": list(lot.images)}
+        return ModelResult(
+            assessment=stored,
+            html=assessment.render_html(parsed),
+            model=str(response.model),
+            response_id=str(response.id),
+            usage=priced,
+            images=list(lot.images),
+        )
+
+
+def _usage(response: Any) -> TokenUsage:
+    u = getattr(response, "usage", None)
+    if u is None:
+        return TokenUsage()
+    cached = getattr(getattr(u, "input_tokens_details", None), "cached_tokens", 0) or 0
+    reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", 0) or 0
+    return TokenUsage(
+        input_tokens=u.input_tokens,
+        cached_tokens=cached,
+        output_tokens=u.output_tokens,
+        reasoning_tokens=reasoning,
+    )

@@ -1,0 +1,123 @@
+"""The vision stage's decisions: what a submitted lot becomes, what a result or failure writes.
+
+- :func:`on_submitted` / :func:`on_cancel` run inside the consumer's batch transaction: jobs and
+  lots rows from the event (ON CONFLICT DO NOTHING), one ``vision_work`` row per lot (redelivery
+  absorbed by UNIQUE(job_id, lot_seq)), cancel of queued work. No outside call happens here.
+- :func:`record_assessed` / :func:`record_failed` write the outcome of one lot and its outbox event
+  in the caller's transaction. They are path-independent: the realtime worker calls them after its
+  owner check, and a Batch API path can call them for lines it maps back to lots.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from gen_common import outbox
+from gen_common.db import Conn
+from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted, TokenUsage
+from gen_common.events import Mode as EventMode
+
+from gen_vision import store
+from gen_vision.settings import VisionOptions
+
+
+async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOptions) -> None:
+    await store.ensure_job(conn, event)
+    await store.ensure_lot(conn, event)
+    big = options.batch_min_lots is not None and event.total_lots > options.batch_min_lots
+    path = "batch" if event.mode == "batch" and big else "realtime"
+    if await store.add_work(conn, event, path=path):
+        await store.job_processing(conn, event.job_id)
+        await store.notify_workers(conn)
+
+
+async def on_cancel(event: JobCancelRequested, conn: Conn) -> None:
+    await store.cancel_queued(conn, event.job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LotRef:
+    """What the outcome writers need to know about a lot (from its work row)."""
+
+    job_id: uuid.UUID
+    lot_seq: int
+    lot_id: str | int
+    languages: list[str]
+    mode: EventMode
+
+    @classmethod
+    def of(cls, work: Any) -> LotRef:
+        return cls(
+            job_id=work["job_id"],
+            lot_seq=work["lot_seq"],
+            lot_id=work["lot_id"],
+            languages=list(work["languages"]),
+            mode=work["mode"],
+        )
+
+
+async def record_assessed(
+    conn: Conn,
+    lot: LotRef,
+    *,
+    assessment: dict[str, Any],
+    html: str,
+    missing_images: list[str],
+    model: str,
+    response_id: str | None,
+    usage: TokenUsage,
+    via_batch: bool = False,
+) -> bool:
+    """Store the result, account tokens/cost, emit LotAssessed; False if already recorded."""
+    stored = await store.save_result(
+        conn,
+        job_id=lot.job_id,
+        lot_seq=lot.lot_seq,
+        assessment=assessment,
+        html=html,
+        missing_images=missing_images,
+        model=model,
+        response_id=response_id,
+        usage=usage,
+        via_batch=via_batch,
+    )
+    if not stored:
+        return False
+    if await store.lot_status(conn, lot.job_id, lot.lot_seq) == "cancelled":
+        return True  # kept for the cost record; a cancelled lot announces nothing more
+    await outbox.add(
+        conn,
+        LotAssessed(
+            job_id=lot.job_id,
+            lot_seq=lot.lot_seq,
+            lot_id=lot.lot_id,
+            languages=lot.languages,
+            mode=lot.mode,
+            assessment=assessment,
+            description_en=html,
+            missing_images=missing_images,
+            usage=usage,
+        ),
+    )
+    return True
+
+
+async def record_failed(
+    conn: Conn, lot: LotRef, *, reason: str, message: str, missing_images: list[str]
+) -> None:
+    """Emit LotFailed(stage="vision"); the notifier finalises the lot and the job counters."""
+    await store.set_missing_images(conn, lot.job_id, lot.lot_seq, missing_images)
+    await outbox.add(
+        conn,
+        LotFailed(
+            job_id=lot.job_id,
+            lot_seq=lot.lot_seq,
+            lot_id=lot.lot_id,
+            stage="vision",
+            reason=reason[:100],
+            message=message[:2000],
+            missing_images=missing_images,
+        ),
+    )

@@ -1,0 +1,77 @@
+"""The vision service's composition root: ``python -m gen_vision``.
+
+Runs the lots.submitted / jobs.control consumer (group "vision"), N realtime workers, the lease
+reaper, the NOTIFY listener that wakes idle workers, and the outbox relay. At start it creates
+missing topics and checks the configured model against ``GET /v1/models`` (a shutdown date is a
+warning; an already shut-down model refuses the start unless ``VISION__REFUSE_RETIRED_MODELS``
+is false).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from functools import partial
+
+from gen_common import db, kafka, llm, outbox, service
+from gen_common.breaker import Breaker
+from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
+from gen_common.kafka import Subscription
+from gen_common.safe_http import SafeClient
+
+from gen_vision import assess, handler, metrics, worker
+from gen_vision.images import ImageChecker
+from gen_vision.settings import VisionSettings
+
+
+def main() -> None:
+    settings = VisionSettings()
+    service.run(run(settings), settings.log, name="vision")
+
+
+async def run(settings: VisionSettings, *, started: asyncio.Event | None = None) -> None:
+    o = settings.vision
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(db.open_pool(settings.db))
+        await kafka.ensure_topics(settings.kafka)
+        client = llm.client(settings.openai)
+        stack.push_async_callback(client.close)
+        await llm.check_models(client, [o.model], refuse_retired=o.refuse_retired_models)
+        images = await stack.enter_async_context(
+            SafeClient(o.images.ssrf, timeout=o.images.get_timeout_s)
+        )
+        publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
+        breaker = Breaker(o.breaker, name="openai-vision")
+        deps = worker.Deps(
+            pool=pool,
+            assessor=assess.OpenAIAssessor(
+                client,
+                breaker=breaker,
+                throttle=llm.Throttle(o.throttle),
+                options=o,
+                prompt=assess.load_prompt(o.prompt),
+            ),
+            checker=ImageChecker(images, o.images),
+            breaker=breaker,
+            options=o,
+            wakeup=asyncio.Event(),
+        )
+        subscriptions = [
+            Subscription(LOTS_SUBMITTED, LotSubmitted, partial(handler.on_submitted, options=o)),
+            Subscription(JOBS_CONTROL, JobCancelRequested, handler.on_cancel),
+        ]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(
+                kafka.consume(
+                    settings.kafka, pool=pool, group="vision", subscriptions=subscriptions
+                )
+            )
+            tg.create_task(outbox.relay(pool, publisher))
+            tg.create_task(worker.reaper(pool, o))
+            tg.create_task(worker.listen(pool, deps.wakeup))
+            for index in range(o.workers):
+                tg.create_task(worker.run(deps, index))
+            if o.metrics_port is not None:
+                tg.create_task(metrics.serve(o.metrics_port, breaker))
+            if started is not None:
+                started.set()

@@ -1,0 +1,230 @@
+"""SQL of the vision stage: jobs/lots rows from events, the vision_work queue, calls, results.
+
+Plain functions taking a connection; callers open the transactions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from gen_common.db import Conn
+from gen_common.events import LotSubmitted, TokenUsage
+
+TABLE = "vision_work"
+CHANNEL = "vision_work"
+PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
+
+
+async def ensure_job(conn: Conn, e: LotSubmitted) -> None:
+    await conn.execute(
+        """INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
+                             webhook_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING""",
+        e.job_id,
+        e.client_id,
+        e.api_version,
+        e.mode,
+        e.languages,
+        e.total_lots,
+        e.job_webhook_url,
+    )
+
+
+async def ensure_lot(conn: Conn, e: LotSubmitted) -> None:
+    await conn.execute(
+        """INSERT INTO lots (job_id, lot_seq, lot_id, webhook) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
+        e.job_id,
+        e.lot_seq,
+        e.lot_id,
+        e.webhook,
+    )
+
+
+async def add_work(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
+    """Queue the lot (cancelled at once if its job already is); False if it was known."""
+    status = await conn.execute(
+        """INSERT INTO vision_work (job_id, lot_seq, lot_id, mode, path, languages, images,
+                                    additional_info, priority, status)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
+                  CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND status = 'cancelled')
+                       THEN 'cancelled' ELSE 'queued' END
+           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
+        e.job_id,
+        e.lot_seq,
+        e.lot_id,
+        e.mode,
+        path,
+        e.languages,
+        e.images,
+        e.additional_info,
+        PRIORITY[e.mode],
+    )
+    return status.endswith(" 1")
+
+
+async def job_processing(conn: Conn, job_id: uuid.UUID) -> None:
+    await conn.execute(
+        """UPDATE jobs SET status = 'processing', updated_at = now()
+           WHERE job_id = $1 AND status = 'pending'""",
+        job_id,
+    )
+
+
+async def notify_workers(conn: Conn) -> None:
+    await conn.execute(f"NOTIFY {CHANNEL}")
+
+
+async def cancel_queued(conn: Conn, job_id: uuid.UUID) -> int:
+    status = await conn.execute(
+        """UPDATE vision_work SET status = 'cancelled', lease_owner = NULL, lease_until = NULL,
+                  updated_at = now()
+           WHERE job_id = $1 AND status = 'queued'""",
+        job_id,
+    )
+    return int(status.split()[-1])
+
+
+# -- worker side ---------------------------------------------------------------------------------
+async def renew_lease(conn: Conn, *, work_id: int, owner: str, lease_s: float) -> bool:
+    status = await conn.execute(
+        """UPDATE vision_work SET lease_until = now() + make_interval(secs => $3)
+           WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
+        work_id,
+        owner,
+        lease_s,
+    )
+    return status.endswith(" 1")
+
+
+async def call_started(
+    conn: Conn, work: asyncpg.Record, *, owner: str, model: str, images: int
+) -> int:
+    call_id: int = await conn.fetchval(
+        """WITH bump AS (UPDATE vision_work SET model_calls = model_calls + 1 WHERE id = $1)
+           INSERT INTO vision_calls (work_id, job_id, lot_seq, attempt, owner, model, image_count)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+        work["id"],
+        work["job_id"],
+        work["lot_seq"],
+        work["attempts"],
+        owner,
+        model,
+        images,
+    )
+    return call_id
+
+
+async def call_finished(conn: Conn, call_id: int, outcome: str, response_id: str | None) -> None:
+    await conn.execute(
+        """UPDATE vision_calls SET finished_at = now(), outcome = $2, response_id = $3
+           WHERE id = $1""",
+        call_id,
+        outcome,
+        response_id,
+    )
+
+
+async def note_attempt(
+    conn: Conn,
+    *,
+    work_id: int,
+    refused: list[str],
+    invalid_output: bool = False,
+    give_back_attempt: bool = False,
+) -> None:
+    """Keep what an attempt learned (refused images, invalid answers) for the next one."""
+    await conn.execute(
+        """UPDATE vision_work SET refused_images = $2,
+                  invalid_outputs = invalid_outputs + $3::int,
+                  attempts = greatest(attempts - $4::int, 0), updated_at = now()
+           WHERE id = $1""",
+        work_id,
+        refused,
+        int(invalid_output),
+        int(give_back_attempt),
+    )
+
+
+async def save_result(
+    conn: Conn,
+    *,
+    job_id: uuid.UUID,
+    lot_seq: int,
+    assessment: dict[str, Any],
+    html: str,
+    missing_images: list[str],
+    model: str,
+    response_id: str | None,
+    usage: TokenUsage,
+    via_batch: bool,
+) -> bool:
+    """Insert the result and account it on the lot and job; False if the lot had one already."""
+    status = await conn.execute(
+        """INSERT INTO vision_results (job_id, lot_seq, assessment, html, missing_images, model,
+                                       response_id, via_batch, input_tokens, cached_tokens,
+                                       output_tokens, reasoning_tokens, cost_usd)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
+        job_id,
+        lot_seq,
+        assessment,
+        html,
+        missing_images,
+        model,
+        response_id,
+        via_batch,
+        usage.input_tokens,
+        usage.cached_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.cost_usd,
+    )
+    if not status.endswith(" 1"):
+        return False
+    tokens = (usage.input_tokens, usage.cached_tokens, usage.output_tokens, usage.reasoning_tokens)
+    await conn.execute(
+        """UPDATE lots SET status = CASE WHEN status IN ('pending', 'assessing')
+                                         THEN 'assessed' ELSE status END,
+                  missing_images = $3, input_tokens = input_tokens + $4,
+                  cached_tokens = cached_tokens + $5, output_tokens = output_tokens + $6,
+                  reasoning_tokens = reasoning_tokens + $7, cost_usd = cost_usd + $8,
+                  updated_at = now()
+           WHERE job_id = $1 AND lot_seq = $2""",
+        job_id,
+        lot_seq,
+        missing_images,
+        *tokens,
+        usage.cost_usd,
+    )
+    await conn.execute(
+        """UPDATE jobs SET input_tokens = input_tokens + $2, cached_tokens = cached_tokens + $3,
+                  output_tokens = output_tokens + $4, reasoning_tokens = reasoning_tokens + $5,
+                  cost_usd = cost_usd + $6, updated_at = now()
+           WHERE job_id = $1""",
+        job_id,
+        *tokens,
+        usage.cost_usd,
+    )
+    return True
+
+
+async def lot_status(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM lots WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
+    )
+    return status
+
+
+async def set_missing_images(
+    conn: Conn, job_id: uuid.UUID, lot_seq: int, missing: list[str]
+) -> None:
+    await conn.execute(
+        """UPDATE lots SET missing_images = $3, updated_at = now()
+           WHERE job_id = $1 AND lot_seq = $2""",
+        job_id,
+        lot_seq,
+        missing,
+    )

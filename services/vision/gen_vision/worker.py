@@ -1,0 +1,263 @@
+"""Realtime workers: claim a lot (lease), check its images, call the model, record the outcome.
+
+Claims are skipped while the breaker refuses calls, so an outage leaves the work queued. The lease
+is renewed while the lot is worked on; a crash lets it expire and the reaper requeues the row.
+Outcomes are written in ONE transaction that starts with the owner check (``jobs.finish`` /
+``retry_later`` / ``fail``), so a worker that lost its lease writes nothing.
+
+Failure policy: 429 and breaker refusals requeue without using up an attempt; other retryable
+errors back off (jittered exponential, ``llm.retry_delay``) until ``max_attempts``; invalid model
+output is retried ``invalid_output_attempts`` times; unreachable images and other permanent
+errors fail the lot at once. Failed lots emit LotFailed(stage="vision").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from gen_common import jobs, llm
+from gen_common.breaker import Breaker
+from gen_common.errors import (
+    BreakerOpen,
+    GenError,
+    InvalidModelOutput,
+    PermanentError,
+    RateLimited,
+)
+
+from gen_vision import handler, store
+from gen_vision.assess import Assessor, LotRequest, ModelResult
+from gen_vision.images import ImageCheck, ImagesUnreachable, enforce_threshold
+from gen_vision.settings import VisionOptions
+
+log = logging.getLogger(__name__)
+
+
+class Checker(Protocol):
+    async def check_lot(self, urls: list[str]) -> ImageCheck: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    pool: asyncpg.Pool
+    assessor: Assessor
+    checker: Checker
+    breaker: Breaker
+    options: VisionOptions
+    wakeup: asyncio.Event
+
+
+def owner_name(index: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+class _Calls:
+    """The call log of one work row: a vision_calls row before every model call."""
+
+    def __init__(self, deps: Deps, work: asyncpg.Record, owner: str) -> None:
+        self._deps, self._work, self._owner = deps, work, owner
+
+    async def started(self, images: list[str]) -> int:
+        async with self._deps.pool.acquire() as conn:
+            return await store.call_started(
+                conn,
+                self._work,
+                owner=self._owner,
+                model=self._deps.options.model,
+                images=len(images),
+            )
+
+    async def finished(self, call_id: int, outcome: str, response_id: str | None) -> None:
+        async with self._deps.pool.acquire() as conn:
+            await store.call_finished(conn, call_id, outcome, response_id)
+
+
+async def run(deps: Deps, index: int) -> None:
+    """One worker task: claim and process until cancelled; gives its lease back on the way out."""
+    owner = owner_name(index)
+    o = deps.options
+    try:
+        while True:
+            if not deps.breaker.available():
+                await asyncio.sleep(min(max(deps.breaker.open_for(), 0.05), o.idle_poll_s))
+                continue
+            async with deps.pool.acquire() as conn:
+                rows = await jobs.claim(
+                    conn, store.TABLE, owner=owner, lease_s=o.lease_s, where="path = 'realtime'"
+                )
+            if not rows:
+                deps.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(deps.wakeup.wait(), o.idle_poll_s)
+                continue
+            await process(deps, rows[0], owner)
+    finally:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            async with deps.pool.acquire() as conn:
+                await jobs.release(conn, store.TABLE, owner=owner)
+
+
+async def _renew(deps: Deps, work_id: int, owner: str) -> None:
+    lease = deps.options.lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        with contextlib.suppress(OSError, asyncpg.PostgresConnectionError):
+            async with deps.pool.acquire() as conn:
+                if not await store.renew_lease(conn, work_id=work_id, owner=owner, lease_s=lease):
+                    return
+
+
+async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
+    renewer = asyncio.create_task(_renew(deps, work["id"], owner))
+    lot: LotRequest | None = None
+    try:
+        lot = await _prepare(deps, work)
+        result = await deps.assessor.assess(lot, _Calls(deps, work, owner))
+    except GenError as error:
+        await _failed(deps, work, owner, error, lot)
+    else:
+        await _succeeded(deps, work, owner, lot, result)
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def _prepare(deps: Deps, work: asyncpg.Record) -> LotRequest:
+    urls = list(work["images"])
+    refused = [u for u in work["refused_images"] if u in urls]
+    check = await deps.checker.check_lot(urls)
+    lot = LotRequest(
+        job_id=str(work["job_id"]),
+        lot_seq=work["lot_seq"],
+        lot_id=work["lot_id"],
+        all_images=urls,
+        images=[u for u in check.valid if u not in refused],
+        missing=check.missing,
+        additional_info=work["additional_info"],
+        refused=refused,
+    )
+    enforce_threshold(urls, lot.missing_images, deps.options.images.max_unreachable)
+    return lot
+
+
+async def _succeeded(
+    deps: Deps, work: asyncpg.Record, owner: str, lot: LotRequest, result: ModelResult
+) -> None:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await jobs.finish(conn, store.TABLE, job_id=work["id"], owner=owner):
+            log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
+            return
+        await handler.record_assessed(
+            conn,
+            handler.LotRef.of(work),
+            assessment=result.assessment,
+            html=result.html,
+            missing_images=lot.missing_images,
+            model=result.model,
+            response_id=result.response_id,
+            usage=result.usage,
+        )
+
+
+def _missing(work: asyncpg.Record, error: GenError, lot: LotRequest | None) -> list[str]:
+    if isinstance(error, ImagesUnreachable):
+        return error.missing
+    return lot.missing_images if lot is not None else []
+
+
+def _failure_reason(
+    error: GenError, work: asyncpg.Record, o: VisionOptions, *, free: bool
+) -> str | None:
+    """The LotFailed reason, or None when the lot should be tried again."""
+    if isinstance(error, ImagesUnreachable | llm.ImageDownloadFailed):
+        return "image_unreachable"
+    if isinstance(error, InvalidModelOutput):
+        used = work["invalid_outputs"] + 1 >= o.invalid_output_attempts
+        return "invalid_model_output" if used or work["attempts"] >= o.max_attempts else None
+    if isinstance(error, PermanentError):
+        return error.code
+    if free or work["attempts"] < o.max_attempts:
+        return None
+    return error.code
+
+
+async def _failed(
+    deps: Deps, work: asyncpg.Record, owner: str, error: GenError, lot: LotRequest | None
+) -> None:
+    o = deps.options
+    attempts: int = work["attempts"]
+    refused = lot.refused if lot is not None else list(work["refused_images"])
+    free = isinstance(error, BreakerOpen) or (
+        isinstance(error, RateLimited) and not isinstance(error, llm.QuotaExhausted)
+    )
+    invalid = isinstance(error, InvalidModelOutput)
+    reason = _failure_reason(error, work, o, free=free)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if reason is not None:
+            if not await jobs.fail(
+                conn, store.TABLE, job_id=work["id"], owner=owner, error=str(error)
+            ):
+                return
+            await handler.record_failed(
+                conn,
+                handler.LotRef.of(work),
+                reason=reason,
+                message=str(error),
+                missing_images=_missing(work, error, lot),
+            )
+            log.info("lot failed", extra={"work": work["id"], "reason": reason})
+            return
+        delay = (
+            0.5
+            if invalid
+            else llm.retry_delay(
+                error, attempts, base_s=o.retry_base_s, cap_s=o.retry_max_s, quota_s=o.quota_retry_s
+            )
+        )
+        if isinstance(error, BreakerOpen):
+            delay = max(deps.breaker.open_for(), 0.5)
+        if not await jobs.retry_later(
+            conn, store.TABLE, job_id=work["id"], owner=owner, delay_s=delay, error=str(error)
+        ):
+            return
+        await store.note_attempt(
+            conn,
+            work_id=work["id"],
+            refused=refused,
+            invalid_output=invalid,
+            give_back_attempt=free,
+        )
+
+
+async def reaper(pool: asyncpg.Pool, options: VisionOptions) -> None:
+    """Requeue lots whose worker died (expired lease)."""
+    while True:
+        with contextlib.suppress(OSError, asyncpg.PostgresConnectionError):
+            async with pool.acquire() as conn:
+                if n := await jobs.reap(conn, store.TABLE):
+                    log.warning("requeued lots with expired leases", extra={"count": n})
+        await asyncio.sleep(options.reap_interval_s)
+
+
+async def listen(pool: asyncpg.Pool, wakeup: asyncio.Event) -> None:
+    """Wake idle workers when the consumer queues work (NOTIFY vision_work)."""
+
+    def wake(*_: object) -> None:
+        wakeup.set()
+
+    conn = await pool.acquire()
+    try:
+        await conn.add_listener(store.CHANNEL, wake)
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(OSError, asyncpg.InterfaceError):
+            await conn.remove_listener(store.CHANNEL, wake)
+        await pool.release(conn)

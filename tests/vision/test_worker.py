@@ -1,0 +1,190 @@
+"""Realtime workers against real PostgreSQL, the OpenAI simulator and a real image host."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from gen_common.breaker import BreakerSettings, State
+from gen_vision import worker
+from openai_sim.process import RunningSim
+
+from tests.harness.processes import eventually
+
+from .conftest import ImageHost, Stack
+from .lots import lot, outbox_events, settled, submit, work_rows
+
+pytestmark = pytest.mark.pg
+
+
+@contextlib.asynccontextmanager
+async def workers(stack: Stack) -> AsyncIterator[None]:
+    tasks = [
+        asyncio.create_task(worker.run(stack.deps, i)) for i in range(stack.deps.options.workers)
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def calls_of(sim: RunningSim, job: uuid.UUID) -> list[dict[str, Any]]:
+    return [c for c in sim.admin.calls() if (c.get("metadata") or {}).get("job_id") == str(job)]
+
+
+async def run_job(
+    pool: asyncpg.Pool, stack: Stack, events: list[Any], *, timeout: float = 30
+) -> None:
+    await submit(pool, events, stack.deps.options)
+    async with workers(stack):
+        await eventually(lambda: settled(pool, events[0].job_id), timeout=timeout, interval=0.1)
+
+
+async def test_lots_assessed_with_every_valid_image_and_missing_ones_recorded(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    stack: Stack = await make_deps()
+    job = uuid.uuid4()
+    ok = [image_host.url(f"img/{job}/{i}.jpg") for i in range(4)]
+    missing = image_host.url("missing/x.jpg")
+    broken = image_host.url("broken/y.jpg")  # fine for us, a download error for "OpenAI"
+    images = {0: ok, 1: [*ok[:3], missing], 2: [*ok, broken]}
+    events = [lot(job, s, urls, total=3, info="<b>keys</b> missing") for s, urls in images.items()]
+    await run_job(pool, stack, events)
+
+    assessed = {e["lot_seq"]: e for e in await outbox_events(pool, job)}
+    assert sorted(assessed) == [0, 1, 2]
+    assert all(e["type"] == "lot.assessed" for e in assessed.values())
+    assert assessed[0]["missing_images"] == []
+    assert assessed[1]["missing_images"] == [missing]
+    assert assessed[2]["missing_images"] == [broken]
+    for e in assessed.values():
+        assert e["description_en"].startswith("<p>")
+        assert e["usage"]["input_tokens"] > 0
+        assert e["usage"]["cost_usd"] > 0
+        assert e["languages"] == ["en", "de"]
+
+    calls = calls_of(sim, job)
+    final = {int(c["metadata"]["lot_seq"]): c for c in calls if c["status"] == 200}
+    assert final[0]["image_urls"] == ok
+    assert final[1]["image_urls"] == ok[:3]
+    assert final[2]["image_urls"] == ok
+    failed = [c for c in calls if c["status"] == 400]
+    assert [c["image_urls"] for c in failed] == [[*ok, broken]]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM vision_calls WHERE job_id = $1", job)
+        == len(calls)
+        == 4
+    )
+
+    rows = await pool.fetch(
+        """SELECT l.status, l.missing_images, l.input_tokens, l.cost_usd, r.assessment, r.html
+           FROM lots l JOIN vision_results r USING (job_id, lot_seq)
+           WHERE l.job_id = $1 ORDER BY l.lot_seq""",
+        job,
+    )
+    assert [r["status"] for r in rows] == ["assessed"] * 3
+    assert rows[2]["missing_images"] == [broken]
+    assert rows[0]["assessment"]["image_urls"] == ok
+    assert all(i in range(4) for d in rows[0]["assessment"]["damages"] for i in d["image_indexes"])
+    job_row = await pool.fetchrow("SELECT input_tokens, cost_usd FROM jobs WHERE job_id = $1", job)
+    assert job_row is not None
+    assert job_row["input_tokens"] == sum(r["input_tokens"] for r in rows)
+    assert job_row["cost_usd"] == sum(r["cost_usd"] for r in rows)
+    assert [r["status"] for r in await work_rows(pool, job)] == ["done"] * 3
+
+
+async def test_too_many_unreachable_images_fail_without_a_model_call(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    stack: Stack = await make_deps()
+    job = uuid.uuid4()
+    urls = [image_host.url("img/a.jpg"), image_host.url("missing/b.jpg"), "ftp://x/c.jpg"]
+    await run_job(pool, stack, [lot(job, 0, urls)])
+    [event] = await outbox_events(pool, job)
+    assert event["type"] == "lot.failed"
+    assert (event["stage"], event["reason"]) == ("vision", "image_unreachable")
+    assert event["missing_images"] == urls[1:]
+    assert calls_of(sim, job) == []
+    assert await pool.fetchval("SELECT missing_images FROM lots WHERE job_id = $1", job) == urls[1:]
+
+
+async def test_refusals_are_retried_a_bounded_number_of_times(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    stack: Stack = await make_deps(invalid_output_attempts=3)
+    job = uuid.uuid4()
+    await run_job(pool, stack, [lot(job, 0, [image_host.url("img/a.jpg")], info="[[refuse]]")])
+    [event] = await outbox_events(pool, job)
+    assert (event["type"], event["reason"]) == ("lot.failed", "invalid_model_output")
+    assert len(calls_of(sim, job)) == 3
+    [row] = await work_rows(pool, job)
+    assert (row["status"], row["invalid_outputs"], row["model_calls"]) == ("failed", 2, 3)
+
+
+async def test_429_storm_no_lot_fails_and_breaker_stays_closed(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    """O1, compressed: 3 s of 429 (retry-after-ms 300) while 12 lots are worked on."""
+    stack: Stack = await make_deps(
+        breaker=BreakerSettings(window=10, minimum_calls=5, open_s=0.5, max_open_s=2),
+        max_attempts=3,
+    )
+    job = uuid.uuid4()
+    events = [lot(job, i, [image_host.url(f"img/{i}.jpg")], total=12) for i in range(12)]
+    sim.admin.config({"storm": {"kind": "429", "duration_s": 3, "retry_after_ms": 300}})
+    await run_job(pool, stack, events)
+    outcomes = [e["type"] for e in await outbox_events(pool, job)]
+    assert outcomes == ["lot.assessed"] * 12
+    assert stack.deps.breaker.trips == 0
+    assert stack.deps.breaker.state is State.CLOSED
+    assert stack.throttle.rate_limited > 0
+    assert sum(c["status"] == 429 for c in calls_of(sim, job)) > 0
+
+
+async def test_503_outage_opens_the_breaker_no_calls_while_open_all_lots_complete(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    """O2, compressed: 4 s of 503; window 10 / min 5 calls, open 0.5 s doubling to 2 s."""
+    stack: Stack = await make_deps(
+        breaker=BreakerSettings(window=10, minimum_calls=5, open_s=0.5, max_open_s=2),
+        max_attempts=10,
+    )
+    breaker = stack.deps.breaker
+    job = uuid.uuid4()
+    events = [lot(job, i, [image_host.url(f"img/{i}.jpg")], total=20) for i in range(20)]
+    sim.admin.config({"storm": {"kind": "503", "duration_s": 4}})
+    violations: list[tuple[int, int]] = []
+
+    async def watch() -> None:
+        """While one open episode lasts (after a 50 ms grace), the simulator sees no call."""
+        while True:
+            if breaker.state is State.OPEN and breaker.open_for() > 0.1:
+                trips, before = breaker.trips, sim.admin.stats()["totals"]["calls"]
+                await asyncio.sleep(min(breaker.open_for() - 0.05, 0.3))
+                after = sim.admin.stats()["totals"]["calls"]
+                if breaker.trips == trips and breaker.state is State.OPEN and after != before:
+                    violations.append((before, after))
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await run_job(pool, stack, events, timeout=60)
+    finally:
+        watcher.cancel()
+    outcomes = [e["type"] for e in await outbox_events(pool, job)]
+    assert outcomes == ["lot.assessed"] * 20
+    assert breaker.trips >= 1
+    assert violations == []
+    assert breaker.state is State.CLOSED
+    attempts = [r["attempts"] for r in await work_rows(pool, job)]
+    assert max(attempts) <= 10
+    errors = sum(c["status"] == 503 for c in calls_of(sim, job))
+    assert 5 <= errors < 60  # the breaker cut the storm short instead of 20 lots x 10 attempts
