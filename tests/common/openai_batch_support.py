@@ -4,14 +4,16 @@ fixture (frozen clock), an engine runner, and a subprocess entry point for SIGKI
 The source is deliberately naive (no owner checks): if the engine settled an item twice, the
 ``completions`` / ``settles`` counters would show it.
 
-    python -m tests.common.openai_batch_support <pg_url> <base_url> <table> <options json>
+    OAB_PG=… OAB_BASE_URL=… OAB_TABLE=… OAB_STAGE=… OAB_OPTIONS=<json> \
+        python -m tests.common.openai_batch_support
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
+import functools
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -26,6 +28,8 @@ from gen_common.openai_batch import BatchOptions, BatchRequest, BatchUsage, Line
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 from openai_sim.process import RunningSim, running
+
+from tests.harness.processes import settings_env
 
 MODEL = "gpt-6-luna"
 STAGE = "tst"
@@ -189,6 +193,89 @@ async def wait_for(
         await asyncio.sleep(0.1)
 
 
+async def counts(pool: asyncpg.Pool, table: str) -> dict[str, int]:
+    rows = await pool.fetch(f"SELECT status, count(*) AS n FROM {table} GROUP BY status")
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def batch_rows(pool: asyncpg.Pool, stage: str) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM openai_batches WHERE stage = $1 ORDER BY id", stage)
+
+
+async def all_settled(pool: asyncpg.Pool, table: str) -> bool:
+    c = await counts(pool, table)
+    return set(c) <= {"done", "failed", "cancelled"}
+
+
+async def drive(
+    pool: asyncpg.Pool, sim: RunningSim, source: TableSource, *, advance: float, rounds: int = 10
+) -> int:
+    """Advance the simulated clock round by round until every item is settled.
+
+    Each round waits for a submitted batch, advances the clock and waits until the batches that
+    were in flight are applied. Returns the peak in-flight enqueued-token estimate seen.
+    """
+    peak = 0
+    for _ in range(rounds):
+        if await all_settled(pool, source.table):
+            return peak
+        await wait_for(
+            lambda: submitted_or_settled(pool, source), what="a batch in flight or all settled"
+        )
+        rows = await pool.fetch(
+            "SELECT id FROM openai_batches WHERE stage = $1 AND status = 'submitted'",
+            source.stage,
+        )
+        peak = max(peak, await inflight(pool, MODEL))
+        sim.admin.clock(advance=advance)
+        ids: list[int] = [r["id"] for r in rows]
+        await wait_for(functools.partial(finished, pool, ids), what=f"rows {ids} applied")
+    assert await all_settled(pool, source.table), "items left after every round"
+    return peak
+
+
+async def submitted_or_settled(pool: asyncpg.Pool, source: TableSource) -> bool:
+    return await any_submitted(pool, source.stage) or await all_settled(pool, source.table)
+
+
+async def finished(pool: asyncpg.Pool, ids: list[int]) -> bool:
+    n = await pool.fetchval(
+        "SELECT count(*) FROM openai_batches WHERE id = ANY($1::bigint[]) AND status = 'finished'",
+        ids,
+    )
+    return bool(n == len(ids))
+
+
+async def remote_batches(client: AsyncOpenAI) -> list[Any]:
+    return [b async for b in client.batches.list(limit=100)]
+
+
+async def status_is(pool: asyncpg.Pool, stage: str, status: str) -> bool:
+    rows = await batch_rows(pool, stage)
+    return bool(rows) and all(r["status"] == status for r in rows)
+
+
+async def any_submitted(pool: asyncpg.Pool, stage: str) -> bool:
+    rows = await batch_rows(pool, stage)
+    return any(r["status"] == "submitted" for r in rows)
+
+
+async def inflight(pool: asyncpg.Pool, model: str) -> int:
+    from gen_common.batch_submit import inflight_tokens
+
+    async with pool.acquire() as conn:
+        return await inflight_tokens(conn, model)
+
+
+async def count_rows(pool: asyncpg.Pool, stage: str, n: int) -> bool:
+    return len(await batch_rows(pool, stage)) >= n
+
+
+async def count_submitted(pool: asyncpg.Pool, stage: str, n: int) -> bool:
+    rows = await batch_rows(pool, stage)
+    return bool(sum(r["status"] == "submitted" for r in rows) >= n)
+
+
 FAST = {
     "submit_interval_s": 0.2,
     "poll_interval_s": 0.2,
@@ -216,6 +303,21 @@ async def engine(
             await task
 
 
+@pytest.fixture
+async def source(pool: asyncpg.Pool, unique: str) -> AsyncIterator[TableSource]:
+    async with pool.acquire() as conn:
+        table = await create_table(conn)
+    yield TableSource(table, stage=f"t{unique}")
+    async with pool.acquire() as conn:
+        await conn.execute(f"DROP TABLE {table}")
+        # a failed test must not leave in-flight rows that eat a later test's token budget
+        await conn.execute(
+            """UPDATE openai_batches SET status = 'abandoned'
+               WHERE stage = $1 AND status <> 'finished'""",
+            f"t{unique}",
+        )
+
+
 @pytest.fixture(scope="session")
 def sim_proc() -> Iterator[RunningSim]:
     with running({"clock": {"speed": 0.0}}) as sim:
@@ -236,7 +338,7 @@ async def client(sim: RunningSim) -> AsyncIterator[AsyncOpenAI]:
         yield c
 
 
-async def _main(pg_url: str, base_url: str, table: str, raw_options: str) -> None:
+async def _main(pg_url: str, base_url: str, table: str, stage: str, raw_options: str) -> None:
     from gen_common.db import open_pool
     from gen_common.settings import DbSettings
     from pydantic import SecretStr
@@ -246,8 +348,30 @@ async def _main(pg_url: str, base_url: str, table: str, raw_options: str) -> Non
         open_pool(DbSettings(url=SecretStr(pg_url))) as pool,
         AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0) as client,
     ):
-        await openai_batch.run(pool, client, TableSource(table), opts)
+        await openai_batch.run(pool, client, TableSource(table, stage=stage), opts)
+
+
+def child_env(
+    pool_url: str, sim: RunningSim, source: TableSource, opts: BatchOptions
+) -> dict[str, str]:
+    """Environment for ``python -m tests.common.openai_batch_support`` (see the module doc)."""
+    return settings_env(
+        OAB_PG=pool_url,
+        OAB_BASE_URL=sim.base_url,
+        OAB_TABLE=source.table,
+        OAB_STAGE=source.stage,
+        OAB_OPTIONS=opts.model_dump_json(),
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(*sys.argv[1:5]))
+    env = os.environ
+    asyncio.run(
+        _main(
+            env["OAB_PG"],
+            env["OAB_BASE_URL"],
+            env["OAB_TABLE"],
+            env["OAB_STAGE"],
+            env["OAB_OPTIONS"],
+        )
+    )

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
-from typing import Any
-
 import asyncpg
 import pytest
 from gen_common import openai_batch
@@ -16,89 +12,25 @@ from tests.common.openai_batch_support import (
     MODEL,
     TableSource,
     add_items,
+    all_settled,
+    batch_rows,
     client,
-    create_table,
+    count_rows,
+    count_submitted,
+    counts,
+    drive,
     engine,
     options,
+    remote_batches,
     sim,
     sim_proc,
+    source,
+    status_is,
     wait_for,
 )
 
 pytestmark = [pytest.mark.pg]
-__all__ = ["client", "sim", "sim_proc"]  # fixtures used by name
-
-
-@pytest.fixture
-async def source(pool: asyncpg.Pool, unique: str) -> AsyncIterator[TableSource]:
-    async with pool.acquire() as conn:
-        table = await create_table(conn)
-    yield TableSource(table, stage=f"t{unique}")
-    async with pool.acquire() as conn:
-        await conn.execute(f"DROP TABLE {table}")
-        # a failed test must not leave in-flight rows that eat a later test's token budget
-        await conn.execute(
-            """UPDATE openai_batches SET status = 'abandoned'
-               WHERE stage = $1 AND status <> 'finished'""",
-            f"t{unique}",
-        )
-
-
-async def counts(pool: asyncpg.Pool, table: str) -> dict[str, int]:
-    rows = await pool.fetch(f"SELECT status, count(*) AS n FROM {table} GROUP BY status")
-    return {r["status"]: r["n"] for r in rows}
-
-
-async def batch_rows(pool: asyncpg.Pool, stage: str) -> list[asyncpg.Record]:
-    return await pool.fetch("SELECT * FROM openai_batches WHERE stage = $1 ORDER BY id", stage)
-
-
-async def all_settled(pool: asyncpg.Pool, table: str) -> bool:
-    c = await counts(pool, table)
-    return set(c) <= {"done", "failed", "cancelled"}
-
-
-async def drive(
-    pool: asyncpg.Pool, sim: RunningSim, source: TableSource, *, advance: float, rounds: int = 10
-) -> int:
-    """Advance the simulated clock round by round until every item is settled.
-
-    Each round waits for a submitted batch, advances the clock and waits until the batches that
-    were in flight are applied. Returns the peak in-flight enqueued-token estimate seen.
-    """
-    peak = 0
-    for _ in range(rounds):
-        if await all_settled(pool, source.table):
-            return peak
-        await wait_for(
-            lambda: _submitted_or_settled(pool, source), what="a batch in flight or all settled"
-        )
-        inflight = await pool.fetch(
-            "SELECT id, est_tokens FROM openai_batches WHERE stage = $1 AND status = 'submitted'",
-            source.stage,
-        )
-        peak = max(peak, await _inflight(pool, MODEL))
-        sim.admin.clock(advance=advance)
-        ids: list[int] = [r["id"] for r in inflight]
-        await wait_for(functools.partial(_finished, pool, ids), what=f"rows {ids} applied")
-    assert await all_settled(pool, source.table), "items left after every round"
-    return peak
-
-
-async def _submitted_or_settled(pool: asyncpg.Pool, source: TableSource) -> bool:
-    return await _any_submitted(pool, source.stage) or await all_settled(pool, source.table)
-
-
-async def _finished(pool: asyncpg.Pool, ids: list[int]) -> bool:
-    n = await pool.fetchval(
-        "SELECT count(*) FROM openai_batches WHERE id = ANY($1::bigint[]) AND status = 'finished'",
-        ids,
-    )
-    return bool(n == len(ids))
-
-
-async def remote_batches(client: AsyncOpenAI) -> list[Any]:
-    return [b async for b in client.batches.list(limit=100)]
+__all__ = ["client", "sim", "sim_proc", "source"]  # fixtures used by name
 
 
 async def test_thousand_items_complete_exactly_once(
@@ -108,7 +40,7 @@ async def test_thousand_items_complete_exactly_once(
         await add_items(conn, source.table, "job-1000", 1000)
     async with engine(pool, client, source, options()):
         await wait_for(
-            lambda: _status_is(pool, source.stage, "submitted"), what="the batch submitted"
+            lambda: status_is(pool, source.stage, "submitted"), what="the batch submitted"
         )
         rows = await batch_rows(pool, source.stage)
         assert len(rows) == 1
@@ -118,7 +50,7 @@ async def test_thousand_items_complete_exactly_once(
         assert rows[0]["job_id"] == "job-1000"
         sim.admin.clock(advance=5 + 1000 / 50 + 5 + 1)
         await wait_for(lambda: all_settled(pool, source.table), what="every item settled")
-        await wait_for(lambda: _status_is(pool, source.stage, "finished"), what="row finished")
+        await wait_for(lambda: status_is(pool, source.stage, "finished"), what="row finished")
 
     assert await counts(pool, source.table) == {"done": 1000}
     assert (
@@ -142,11 +74,6 @@ async def test_thousand_items_complete_exactly_once(
     assert [b.id for b in remote] == [row["batch_id"]]
     assert remote[0].metadata == {"stage": source.stage, "chunk": str(row["id"])}
     assert remote[0].endpoint == "/v1/responses"
-
-
-async def _status_is(pool: asyncpg.Pool, stage: str, status: str) -> bool:
-    rows = await batch_rows(pool, stage)
-    return bool(rows) and all(r["status"] == status for r in rows)
 
 
 async def test_failed_lines_image_errors_and_permanent_errors(
@@ -197,7 +124,7 @@ async def test_splitting_by_lines_bytes_and_jobs(
         await add_items(conn, source.table, "job-long", 12, prompt=long_prompt)
     opts = options(max_lines=40, max_bytes=20_000)
     async with engine(pool, client, source, opts):
-        await wait_for(lambda: _status_is(pool, source.stage, "submitted"), what="submitted")
+        await wait_for(lambda: status_is(pool, source.stage, "submitted"), what="submitted")
         rows = await batch_rows(pool, source.stage)
         sim.admin.clock(advance=120)
         await wait_for(lambda: all_settled(pool, source.table), what="every item settled")
@@ -243,18 +170,6 @@ async def test_token_budget_splits_and_never_exceeds_the_cap(
     assert await pool.fetchval(f"SELECT max(completions) FROM {source.table}") == 1
 
 
-async def _any_submitted(pool: asyncpg.Pool, stage: str) -> bool:
-    rows = await batch_rows(pool, stage)
-    return any(r["status"] == "submitted" for r in rows)
-
-
-async def _inflight(pool: asyncpg.Pool, model: str) -> int:
-    from gen_common.batch_submit import inflight_tokens
-
-    async with pool.acquire() as conn:
-        return await inflight_tokens(conn, model)
-
-
 async def test_token_limit_exceeded_requeues_with_backoff(
     pool: asyncpg.Pool, client: AsyncOpenAI, sim: RunningSim, source: TableSource
 ) -> None:
@@ -263,9 +178,9 @@ async def test_token_limit_exceeded_requeues_with_backoff(
         await add_items(conn, source.table, "job-tl", 50)
     opts = options(token_limit_backoff_s=3.0)
     async with engine(pool, client, source, opts):
-        await wait_for(lambda: _status_is(pool, source.stage, "submitted"), what="submitted")
+        await wait_for(lambda: status_is(pool, source.stage, "submitted"), what="submitted")
         sim.admin.clock(advance=10)  # validation: the org's enqueued-token cap is exceeded
-        await wait_for(lambda: _status_is(pool, source.stage, "finished"), what="failed applied")
+        await wait_for(lambda: status_is(pool, source.stage, "finished"), what="failed applied")
         failed = (await batch_rows(pool, source.stage))[0]
         assert failed["remote_status"] == "failed"
         assert failed["error"].startswith("token_limit_exceeded")
@@ -278,15 +193,11 @@ async def test_token_limit_exceeded_requeues_with_backoff(
         assert {(r["releases"], r["attempts"], r["status"]) for r in delays} == {(1, 0, "queued")}
         assert all(2.5 <= float(r["d"]) <= 3.5 for r in delays)
         sim.admin.config({"batch": {"enqueued_token_limits": {MODEL: 10_000_000}}})
-        await wait_for(lambda: _count_rows(pool, source.stage, 2), what="a second batch")
+        await wait_for(lambda: count_rows(pool, source.stage, 2), what="a second batch")
         sim.admin.clock(advance=60)
         await wait_for(lambda: all_settled(pool, source.table), what="every item settled")
     assert await counts(pool, source.table) == {"done": 50}
     assert await pool.fetchval(f"SELECT max(completions) FROM {source.table}") == 1
-
-
-async def _count_rows(pool: asyncpg.Pool, stage: str, n: int) -> bool:
-    return len(await batch_rows(pool, stage)) >= n
 
 
 async def test_expired_batch_uses_finished_lines_and_requeues_the_rest(
@@ -319,7 +230,7 @@ async def test_cancel_job_cancels_its_batches_only(
         await add_items(conn, source.table, "job-x", 200)
         await add_items(conn, source.table, "job-y", 50)
     async with engine(pool, client, source, options()):
-        await wait_for(lambda: _count_submitted(pool, source.stage, 2), what="two batches")
+        await wait_for(lambda: count_submitted(pool, source.stage, 2), what="two batches")
         sim.admin.clock(advance=5 + 1)  # validated; ~50 lines of each done
         cancelled = await openai_batch.cancel_job(pool, client, "job-x")
         assert cancelled == 1
@@ -327,7 +238,7 @@ async def test_cancel_job_cancels_its_batches_only(
         await pool.execute(f"UPDATE {source.table} SET status = 'cancelled' WHERE job_id = 'job-x'")
         sim.admin.clock(advance=60)
         await wait_for(lambda: all_settled(pool, source.table), what="every item settled")
-        await wait_for(lambda: _status_is(pool, source.stage, "finished"), what="rows finished")
+        await wait_for(lambda: status_is(pool, source.stage, "finished"), what="rows finished")
     rows = {r["job_id"]: r for r in await batch_rows(pool, source.stage)}
     assert rows["job-x"]["remote_status"] == "cancelled"
     assert rows["job-x"]["cancel_requested"]
@@ -344,8 +255,3 @@ async def test_cancel_job_cancels_its_batches_only(
     y = await pool.fetch(f"SELECT * FROM {source.table} WHERE job_id = 'job-y'")
     assert {(r["status"], r["completions"]) for r in y} == {("done", 1)}
     assert await openai_batch.cancel_job(pool, client, "job-x") == 0  # nothing left in flight
-
-
-async def _count_submitted(pool: asyncpg.Pool, stage: str, n: int) -> bool:
-    rows = await batch_rows(pool, stage)
-    return bool(sum(r["status"] == "submitted" for r in rows) >= n)
