@@ -24,6 +24,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,7 +126,13 @@ def check(
 
 
 class Receiver:
-    def __init__(self, keys: Sequence[str], respond: Respond | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        respond: Respond | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.keys = list(keys)
         self.respond: Respond = respond or always(200)
         self.received: list[Received] = []
@@ -138,14 +145,17 @@ class Receiver:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = port
-        self.host = "127.0.0.1"
+        self.host = host
+        self.path = f"/hook/{uuid.uuid4().hex[:12]}"
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def hook(self, path: str = "/hook") -> str:
-        return f"{self.url}{path}"
+    def hook(self, path: str | None = None) -> str:
+        """A webhook URL on this receiver; by default unique to this receiver instance (endpoint
+        rows are keyed by URL and outlive a test, so a reused port must not inherit state)."""
+        return f"{self.url}{path or self.path}"
 
     def start(self) -> Receiver:
         receiver = self

@@ -53,7 +53,7 @@ async def test_three_500s_follow_the_schedule_then_delivered(
 async def test_receiver_down_then_back_loses_nothing(
     pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
 ) -> None:
-    o = options()
+    o = options(per_endpoint_in_flight=50)
     sender = make_sender(o)
     rx = Receiver([KEY]).start()
     url = rx.hook()
@@ -104,6 +104,7 @@ async def test_redirect_is_not_followed(
     sender = make_sender(o)
     with Receiver([KEY]) as target, Receiver([KEY]) as rx:
         rx.respond = always(302, headers={"location": target.hook()})
+        assert target.hook() != rx.hook()
         msg_id = await enqueue(pool, o, clock, rx.hook())
         await sender.run_once()
         assert target.snapshot() == []
@@ -181,7 +182,9 @@ async def test_rotation_old_secret_verifies_during_grace(
     ]  # the old secret still verifies
     clock.advance(o.rotation_grace_s + 1)
     msg2 = await enqueue(pool, o, clock, url)
-    with Receiver(["whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"], port=new_rx.port) as old_rx:
+    old_rx = Receiver(["whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"], port=new_rx.port)
+    old_rx.path = new_rx.path
+    with old_rx:
         for _ in range(3):  # the pooled connection to the stopped receiver may fail once
             await sender.run_once()
             clock.advance(3600)
@@ -220,3 +223,32 @@ async def test_replay_one_and_since(
         assert set(stamps) == {i}
     last = (await attempts_of(pool, ids[1]))[-1]
     assert (last["trigger"], last["succeeded"]) == ("manual", True)
+
+
+async def test_dead_endpoint_breaker_does_not_hold_up_others(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options(breaker_min_attempts=5, breaker_open_s=600, per_endpoint_in_flight=4, timeout_s=0.5)
+    sender = make_sender(o)
+    with Receiver([KEY], always(200, delay_s=3)) as dead, Receiver([KEY]) as alive:
+        stuck = [await enqueue(pool, o, clock, dead.hook()) for _ in range(10)]
+        fine = [await enqueue(pool, o, clock, alive.hook()) for _ in range(4)]
+        await sender.run_once()  # at most 4 in flight to the dead one; the live ones all go
+        assert len(dead.snapshot()) == 4
+        assert {r.msg_id for r in alive.snapshot()} == set(fine)
+        clock.advance(120)
+        await sender.run_once()  # 4 more attempts to the dead one -> 8 failures, 0 successes
+        async with pool.acquire() as conn:
+            opened = await deliveries.sample_breakers(conn, now=clock.now(), o=o)
+        assert dead.hook() in opened
+        assert alive.hook() not in opened
+        clock.advance(120)
+        before = len(dead.snapshot())
+        await sender.run_once()  # breaker open: nothing is claimed for the dead endpoint
+        assert len(dead.snapshot()) == before
+        clock.advance(o.breaker_open_s + 1)
+        await sender.run_once()  # half-open afterwards: it is tried again
+        assert len(dead.snapshot()) > before
+        dead.hold.set()
+    rows = [await status_of(pool, i) for i in stuck]
+    assert {r["status"] for r in rows} == {"queued"}

@@ -36,6 +36,7 @@ async def claim(
     rows = await jobs.claim(conn, TABLE, owner=owner, lease_s=lease_s, limit=limit, where=guard)
     if not rows:
         return []
+    rows = await _cap_per_endpoint(conn, rows, in_flight)
     endpoints = {
         e["id"]: e
         for e in await conn.fetch(
@@ -44,6 +45,39 @@ async def claim(
         )
     }
     return [(r, endpoints[r["endpoint_id"]]) for r in rows]
+
+
+async def _cap_per_endpoint(
+    conn: Conn, rows: list[asyncpg.Record], in_flight: int
+) -> list[asyncpg.Record]:
+    """Give back (in the claim's transaction) what would exceed ``in_flight`` per endpoint."""
+    claimed = [r["id"] for r in rows]
+    running = {
+        r["endpoint_id"]: r["n"]
+        for r in await conn.fetch(
+            """SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+               WHERE status = 'running' AND endpoint_id = ANY($1::bigint[])
+                 AND id <> ALL($2::bigint[]) GROUP BY endpoint_id""",
+            list({r["endpoint_id"] for r in rows}),
+            claimed,
+        )
+    }
+    kept, extra = [], []
+    for row in rows:
+        ep = row["endpoint_id"]
+        if running.get(ep, 0) < in_flight:
+            running[ep] = running.get(ep, 0) + 1
+            kept.append(row)
+        else:
+            extra.append(row["id"])
+    if extra:
+        await conn.execute(
+            """UPDATE webhook_deliveries SET status = 'queued', lease_owner = NULL,
+                      lease_until = NULL, attempts = attempts - 1
+               WHERE id = ANY($1::bigint[])""",
+            extra,
+        )
+    return kept
 
 
 async def record(
@@ -136,7 +170,7 @@ async def sample_breakers(conn: Conn, *, now: datetime, o: Any) -> list[str]:
     """Open the breaker of endpoints failing too often in the window; returns their URLs."""
     await conn.execute(
         """UPDATE webhook_endpoints e SET breaker_trips = 0 WHERE breaker_trips > 0
-             AND (breaker_open_until IS NULL OR breaker_open_until <= $1)
+             AND (breaker_open_until IS NULL OR breaker_open_until <= $1::timestamptz)
              AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.endpoint_id = e.id
                          AND a.succeeded AND a.attempted_at >= e.breaker_since)""",
         now,
@@ -145,17 +179,17 @@ async def sample_breakers(conn: Conn, *, now: datetime, o: Any) -> list[str]:
         """WITH s AS (
                SELECT a.endpoint_id, count(*) AS n, count(*) FILTER (WHERE NOT a.succeeded) AS f
                FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
-               WHERE a.attempted_at > $1 - make_interval(secs => $2)
+               WHERE a.attempted_at > $1::timestamptz - make_interval(secs => $2::float8)
                  AND a.attempted_at >= e.breaker_since AND e.disabled_at IS NULL
                GROUP BY a.endpoint_id)
            UPDATE webhook_endpoints e
-              SET breaker_open_until = $1 + make_interval(
-                      secs => least($6, $5 * power(2, e.breaker_trips))),
-                  breaker_since = $1 + make_interval(
-                      secs => least($6, $5 * power(2, e.breaker_trips))),
+              SET breaker_open_until = $1::timestamptz + make_interval(
+                      secs => least($6::float8, $5::float8 * power(2, e.breaker_trips))),
+                  breaker_since = $1::timestamptz + make_interval(
+                      secs => least($6::float8, $5::float8 * power(2, e.breaker_trips))),
                   breaker_trips = e.breaker_trips + 1, updated_at = now()
            FROM s WHERE s.endpoint_id = e.id AND s.n >= $3 AND s.f >= $4 * s.n
-             AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= $1)
+             AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= $1::timestamptz)
            RETURNING e.url""",
         now,
         o.breaker_window_s,

@@ -133,7 +133,7 @@ async def enqueue(
     msg_id: str | None = None,
 ) -> None:
     """Register one delivery: refused URLs end ``failed``, disabled endpoints ``disabled``."""
-    endpoint = await store.endpoint(conn, url)
+    endpoint = await store.endpoint(conn, url, deps.clock.now())
     reason = await deps.refuse(url)
     status = "queued"
     if reason is not None:

@@ -8,6 +8,7 @@ serialised and the later one sees both lots final.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -179,12 +180,15 @@ async def waiting_urls(conn: Conn, job_id: uuid.UUID) -> list[str]:
     return [r["url"] for r in rows]
 
 
-async def endpoint(conn: Conn, url: str) -> asyncpg.Record:
+async def endpoint(conn: Conn, url: str, now: datetime) -> asyncpg.Record:
     """The endpoint row of ``url``, created on first use (secret NULL: the shared key)."""
     row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1", url)
     if row is None:
         await conn.execute(
-            "INSERT INTO webhook_endpoints (url) VALUES ($1) ON CONFLICT (url) DO NOTHING", url
+            """INSERT INTO webhook_endpoints (url, breaker_since) VALUES ($1, $2)
+               ON CONFLICT (url) DO NOTHING""",
+            url,
+            now,
         )
         row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1", url)
     assert row is not None
