@@ -11,10 +11,11 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from gen_common import db, kafka
+from gen_common.request_auth import AuthError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from gen_status import models, results, routes, store
+from gen_status import models, openapi, results, routes, routes_v2, store
 from gen_status.auth import HeaderVerifier
 from gen_status.deps import BodyTooLarge, Deps, DepsDep
 from gen_status.fastpath import BatchStatusFastPath
@@ -38,6 +39,12 @@ UNAVAILABLE = (
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONBody({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unauthorized(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    log.info("v2 auth failed", extra={"reason": exc.reason, "path": request.url.path})
+    return error(401, "unauthorized")
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
@@ -92,6 +99,8 @@ def create_app(settings: StatusSettings) -> FastAPI:
     )
     app.include_router(routes.router)
     app.include_router(results.router)
+    app.include_router(routes_v2.router)
+    app.add_exception_handler(AuthError, _unauthorized)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(BodyTooLarge, _too_large)
@@ -112,4 +121,5 @@ def create_app(settings: StatusSettings) -> FastAPI:
         return JSONBody({"database": "ok", "service": SERVICE, "status": "healthy"})
 
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     return app

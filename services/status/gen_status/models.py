@@ -146,3 +146,63 @@ class Health(_Doc):
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for error statuses answering ``{"error": ...}``."""
     return {code: {"model": ErrorBody} for code in codes}
+
+
+class Usage(_Doc):
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+
+
+class V2Links(_Doc):
+    self: str
+    lots: str
+
+
+class V2Job(_Doc):
+    job_id: str
+    status: str
+    mode: str
+    languages: list[str]
+    total_lots: int
+    completed_lots: int
+    failed_lots: int
+    pending_lots: int
+    usage: Usage
+    error_message: str | None
+    webhook_url: str | None
+    created_at: str = Field(description="RFC 3339, UTC, Z")
+    updated_at: str
+    completed_at: str | None
+    cancelled_at: str | None
+    links: V2Links
+
+
+class V2Lot(_Doc):
+    lot_seq: int
+    lot_id: str | int
+    status: str
+    descriptions: list[Description]
+    missing_images: list[str]
+    pending_languages: list[str]
+    warnings: list[str]
+    error_code: str | None
+    error_message: str | None
+    usage: Usage
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+
+
+class V2PageLinks(_Doc):
+    job: str
+    next: str | None
+
+
+class V2LotsPage(_Doc):
+    job_id: str
+    lots: list[V2Lot]
+    next_cursor: str | None = Field(description="opaque; absent (null) on the last page")
+    links: V2PageLinks

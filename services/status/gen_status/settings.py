@@ -25,6 +25,7 @@ class StatusOptions(BaseModel):
         default=False,
         description="require X-Signature on batch-status, jobs/{id}, jobs/{id}/status (Decision 3)",
     )
+    public_base: str = Field(default="", description="prefix of links in v2 answers")
     max_page: int = Field(default=100, ge=1, le=1000, description="cap of limit on list routes")
     download_chunk: int = Field(default=1000, ge=1, description="lots read per query on download")
 
