@@ -261,7 +261,7 @@ async def any_submitted(pool: asyncpg.Pool, stage: str) -> bool:
 
 
 async def inflight(pool: asyncpg.Pool, model: str) -> int:
-    from gen_common.batch_submit import inflight_tokens
+    from gen_common.batch_pack import inflight_tokens
 
     async with pool.acquire() as conn:
         return await inflight_tokens(conn, model)

@@ -24,6 +24,7 @@ from openai import AsyncOpenAI
 from openai.types import Batch
 from openai.types.responses import Response
 
+from gen_common.batch_lines import SKIPPED, TERMINAL, FailedBatch, line_error, settle_failure
 from gen_common.db import Conn, transaction
 from gen_common.errors import PermanentError, RetryableError
 from gen_common.openai_batch import (
@@ -35,39 +36,6 @@ from gen_common.openai_batch import (
 )
 
 log = logging.getLogger(__name__)
-TERMINAL = ("completed", "failed", "expired", "cancelled")
-SKIPPED = ("batch_expired", "batch_cancelled")
-
-
-async def settle_failure(
-    conn: Conn, source: BatchSource, opts: BatchOptions, work_id: int, attempt: int, err: LineError
-) -> str:
-    """Retry a retryable failure while attempts remain, else hand it to the stage's fail()."""
-    if err.retryable and attempt < opts.max_attempts:
-        await source.retry(conn, work_id, delay_s=opts.retry_delay(attempt), error=err)
-        return "retried"
-    await source.fail(conn, work_id, err)
-    return "failed"
-
-
-def line_error(line: dict[str, Any]) -> LineError | None:
-    """None for a successful line; a line failed if ``error`` is set or status_code >= 400."""
-    error = line.get("error")
-    if error:
-        return LineError(code=str(error.get("code") or "error"), message=str(error.get("message")))
-    response = line.get("response") or {}
-    status = response.get("status_code")
-    if isinstance(status, int) and status < 400:
-        return None
-    body = response.get("body")
-    detail = body.get("error") if isinstance(body, dict) else None
-    detail = detail if isinstance(detail, dict) else {}
-    return LineError(
-        code=str(detail.get("code") or detail.get("type") or f"http_{status}"),
-        message=str(detail.get("message") or ""),
-        status_code=status if isinstance(status, int) else None,
-        param=detail.get("param"),
-    )
 
 
 class Monitor:
@@ -167,7 +135,7 @@ class Monitor:
     async def apply(self, row_id: int, batch: Batch) -> None:
         lines = await self._download(batch.error_file_id)
         lines.update(await self._download(batch.output_file_id))
-        plan = _FailedBatch(batch) if batch.status == "failed" else None
+        plan = FailedBatch(batch) if batch.status == "failed" else None
         while True:
             async with transaction(self.pool) as conn:
                 mine = await conn.fetchval(
@@ -204,14 +172,14 @@ class Monitor:
         row_id: int,
         items: list[asyncpg.Record],
         lines: dict[str, dict[str, Any]],
-        plan: _FailedBatch | None,
+        plan: FailedBatch | None,
     ) -> None:
         released: dict[float, list[int]] = {}
         updates = []
         for item in items:
             work_id, attempt = item["work_id"], item["attempt"]
             if plan is not None:
-                status, err, delay = await plan.settle(conn, self, item)
+                status, err, delay = await plan.settle(conn, self.opts, self.source, item)
             else:
                 line = lines.get(item["custom_id"])
                 status, err, delay = await self._settle_line(conn, work_id, attempt, line)
@@ -248,37 +216,3 @@ class Monitor:
                 err = LineError(exc.code, str(exc), status_code=503)
         status = await settle_failure(conn, self.source, self.opts, work_id, attempt, err)
         return status, err, 0.0
-
-
-class _FailedBatch:
-    """A batch that failed validation: token limit -> release with backoff; bad lines -> fail
-    those, release the others; a file-level error -> retry (bounded by attempts)."""
-
-    def __init__(self, batch: Batch) -> None:
-        errors = list(batch.errors.data or []) if batch.errors else []
-        self.token_limit = any(e.code == "token_limit_exceeded" for e in errors)
-        self.by_line = {e.line: e for e in errors if e.line is not None}
-        first = errors[0] if errors else None
-        self.general = LineError(
-            code=str(first.code if first else "batch_failed"),
-            message=str(first.message if first else "batch failed without errors"),
-            status_code=500,  # retryable: a file-level failure is ours, not the item's
-        )
-        self.summary = f"{self.general.code}: {self.general.message}"[:2000]
-
-    async def settle(
-        self, conn: Conn, monitor: Monitor, item: asyncpg.Record
-    ) -> tuple[str, LineError | None, float]:
-        if self.token_limit:
-            return "released", self.general, monitor.opts.token_limit_backoff_s
-        bad = self.by_line.get(item["line_no"])
-        if bad is not None:
-            err = LineError(str(bad.code), str(bad.message), status_code=400, param=bad.param)
-            await monitor.source.fail(conn, item["work_id"], err)
-            return "failed", err, 0.0
-        if self.by_line:
-            return "released", None, 0.0
-        status = await settle_failure(
-            conn, monitor.source, monitor.opts, item["work_id"], item["attempt"], self.general
-        )
-        return status, self.general, 0.0
