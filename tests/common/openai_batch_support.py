@@ -24,7 +24,13 @@ import pytest
 from gen_common import jobs, openai_batch
 from gen_common.db import Conn
 from gen_common.errors import InvalidModelOutput
-from gen_common.openai_batch import BatchOptions, BatchRequest, BatchUsage, LineError
+from gen_common.openai_batch import (
+    BatchOptions,
+    BatchRequest,
+    BatchUsage,
+    LineError,
+    Rejected,
+)
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 from openai_sim.process import RunningSim, running
@@ -53,6 +59,28 @@ class TableSource:
             conn, self.table, owner=owner, lease_s=lease_s, limit=limit, where="mode = 'batch'"
         )
         return [BatchRequest(r["id"], r["job_id"], r["attempts"], body(r)) for r in rows]
+
+    async def prepare(self, requests: Sequence[BatchRequest]) -> list[BatchRequest | Rejected]:
+        """Out-of-transaction step; the test stage refuses prompts marked [[unready]]."""
+        return [
+            Rejected(r, LineError("not_ready", "refused by prepare", status_code=400))
+            if "[[unready]]" in str(r.body)
+            else r
+            for r in requests
+        ]
+
+    async def hold(
+        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
+    ) -> set[int]:
+        rows = await conn.fetch(
+            f"""UPDATE {self.table} SET lease_until = now() + make_interval(secs => $3)
+                WHERE id = ANY($1::bigint[]) AND status = 'running' AND lease_owner = $2
+                RETURNING id""",
+            list(work_ids),
+            owner,
+            lease_s,
+        )
+        return {r["id"] for r in rows}
 
     async def complete(
         self, conn: Conn, work_id: int, response: Response, usage: BatchUsage

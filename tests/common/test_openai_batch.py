@@ -87,6 +87,7 @@ async def test_failed_lines_image_errors_and_permanent_errors(
         await add_items(conn, source.table, "job-img", 40, images=images)
         await add_items(conn, source.table, "job-bad", 5, max_output_tokens=5)
         await add_items(conn, source.table, "job-rej", 3, prompt="[[reject]] lot {i}")
+        await add_items(conn, source.table, "job-unready", 2, prompt="[[unready]] lot {i}")
     async with engine(pool, client, source, options()):
         await drive(pool, sim, source, advance=60)
 
@@ -110,6 +111,11 @@ async def test_failed_lines_image_errors_and_permanent_errors(
     # the stage refused the answer with a PermanentError: its savepoint rolled back, then fail()
     assert {(r["status"], r["completions"], r["last_error"]) for r in rej} == {
         ("failed", 0, "invalid_model_output")
+    }
+    unready = [r for r in rows if r["job_id"] == "job-unready"]
+    # refused by the stage's prepare(): never sent, failed once through the stage
+    assert {(r["status"], r["settles"], r["last_error"]) for r in unready} == {
+        ("failed", 1, "not_ready")
     }
     jobs = {r["job_id"] for r in await batch_rows(pool, source.stage)}
     assert jobs == {"job-img", "job-bad", "job-rej"}  # one job per file

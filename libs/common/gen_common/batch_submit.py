@@ -26,12 +26,14 @@ from openai import AsyncOpenAI
 from openai.types import Batch
 
 from gen_common.batch_lines import settle_failure
-from gen_common.batch_pack import ENDPOINT, Chunk, inflight_tokens, line, pack
+from gen_common.batch_pack import ENDPOINT, Chunk, Packed, inflight_tokens, line, pack
 from gen_common.db import Conn, transaction
 from gen_common.openai_batch import (
     BatchOptions,
+    BatchRequest,
     BatchSource,
     LineError,
+    Rejected,
     batch_owner,
     process_id,
 )
@@ -73,33 +75,70 @@ class Submitter:
 
     async def submit_once(self) -> str:
         limit = self.opts.claim_limit
+        owner = batch_owner(self.stage)
         async with transaction(self.pool) as conn:
-            requests = await self.source.claim(
-                conn, owner=batch_owner(self.stage), lease_s=self.opts.item_lease_s, limit=limit
+            claimed = await self.source.claim(
+                conn, owner=owner, lease_s=self.opts.claim_lease_s, limit=limit
             )
-            if not requests:
-                return "idle"
-            models = sorted({m for r in requests if isinstance(m := r.body.get("model"), str)})
-            budget = {}
-            for model in models:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"oab:{model}")
-                budget[model] = self.opts.token_cap(model) - await inflight_tokens(conn, model)
-            packed = pack(requests, self.opts, budget)
-            for req, error in packed.rejected:
-                await self.source.fail(conn, req.work_id, error)
-            if packed.leftover:
-                await self.source.release(
-                    conn,
-                    [r.work_id for r in packed.leftover],
-                    delay_s=0.0,
-                    reason="enqueued token budget full",
-                )
-            prepared = [await self._insert(conn, chunk) for chunk in packed.chunks]
-        for row_id, data in prepared:
+        if not claimed:
+            return "idle"
+        prepared = await self._prepare(claimed)
+        async with transaction(self.pool) as conn:
+            held = await self.source.hold(
+                conn,
+                [p.work_id if isinstance(p, BatchRequest) else p.request.work_id for p in prepared],
+                owner=owner,
+                lease_s=self.opts.item_lease_s,
+            )
+            requests = [p for p in prepared if isinstance(p, BatchRequest) and p.work_id in held]
+            for p in prepared:
+                if isinstance(p, Rejected) and p.request.work_id in held:
+                    r = p.request
+                    await settle_failure(
+                        conn, self.source, self.opts, r.work_id, r.attempt, p.error
+                    )
+            packed = await self._pack(conn, requests)
+            prepared_files = [await self._insert(conn, chunk) for chunk in packed.chunks]
+        for row_id, data in prepared_files:
             await self.send(row_id, data)
         if packed.leftover:
             return "blocked"
-        return "more" if len(requests) >= limit else "idle"
+        return "more" if len(claimed) >= limit else "idle"
+
+    async def _prepare(self, claimed: list[BatchRequest]) -> list[BatchRequest | Rejected]:
+        """The stage's I/O step; if it breaks, the claimed rows go straight back."""
+        done = False
+        try:
+            prepared = await self.source.prepare(claimed)
+            done = True
+            return prepared
+        finally:
+            if not done:
+                async with transaction(self.pool) as conn:
+                    await self.source.release(
+                        conn,
+                        [r.work_id for r in claimed],
+                        delay_s=self.opts.submit_interval_s,
+                        reason="prepare failed",
+                    )
+
+    async def _pack(self, conn: Conn, requests: list[BatchRequest]) -> Packed:
+        models = sorted({m for r in requests if isinstance(m := r.body.get("model"), str)})
+        budget = {}
+        for model in models:  # serialises the enqueued-token budget of a model across processes
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"oab:{model}")
+            budget[model] = self.opts.token_cap(model) - await inflight_tokens(conn, model)
+        packed = pack(requests, self.opts, budget)
+        for req, error in packed.rejected:
+            await self.source.fail(conn, req.work_id, error)
+        if packed.leftover:
+            await self.source.release(
+                conn,
+                [r.work_id for r in packed.leftover],
+                delay_s=0.0,
+                reason="enqueued token budget full",
+            )
+        return packed
 
     async def _insert(self, conn: Conn, chunk: Chunk) -> tuple[int, bytes]:
         row_id: int = await conn.fetchval(

@@ -40,7 +40,6 @@ from openai.types.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_common.db import Conn, transaction
-from gen_common.settings import OpenAISettings
 
 log = logging.getLogger(__name__)
 BATCH_PRICE_FACTOR = 0.5  # Batch API bills at 50 % of the standard price (openai-reference §4.7)
@@ -60,6 +59,7 @@ class BatchOptions(BaseModel):
     claim_limit: int = Field(default=50_000, ge=1)
     submit_interval_s: float = Field(default=10.0, gt=0)
     poll_interval_s: float = Field(default=60.0, gt=0)
+    claim_lease_s: float = Field(default=1800.0, gt=0, description="claim -> prepare -> hold")
     submit_lease_s: float = Field(default=600.0, gt=0)
     poll_lease_s: float = Field(default=600.0, gt=0)
     item_lease_s: float = Field(default=30 * 3600.0, gt=0)
@@ -140,13 +140,23 @@ class BatchUsage:
         )
 
 
-class BatchSource(Protocol):
-    """What a stage gives the engine. Every method runs inside the engine's transaction.
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An item :meth:`BatchSource.prepare` will not send (e.g. its images are unreachable)."""
 
-    Claimed rows stay held by ``owner`` (``batch_owner(stage)``, stable across restarts) with a
-    lease of ``lease_s`` (longer than the 24 h window) until complete/retry/fail/release. The
-    stage's jobs.control handler must mark its work rows of a cancelled job 'cancelled' itself
-    (queued or held by the batch owner) and call :func:`cancel_job` or :func:`request_cancel`.
+    request: BatchRequest
+    error: LineError
+
+
+class BatchSource(Protocol):
+    """What a stage gives the engine. Every method but ``prepare`` runs inside the engine's
+    transaction, on rows held by ``owner`` (:func:`batch_owner`, stable across restarts).
+
+    Flow: ``claim`` (short lease ``claim_lease_s``) -> ``prepare`` outside any transaction (I/O
+    such as image checks) -> ``hold`` extends the lease past the 24 h window for the items that go
+    into a file -> later exactly one of complete/retry/fail/release per item and line. The stage's
+    jobs.control handler must mark its work rows of a cancelled job 'cancelled' itself (queued, or
+    running under the batch owner) and call :func:`request_cancel` (or :func:`cancel_job`).
     """
 
     @property
@@ -155,7 +165,17 @@ class BatchSource(Protocol):
     async def claim(
         self, conn: Conn, *, owner: str, lease_s: float, limit: int
     ) -> list[BatchRequest]:
-        """Lease up to ``limit`` due batch-mode items, highest priority first."""
+        """Lease up to ``limit`` due batch-path items, highest priority first (body may be {})."""
+        ...
+
+    async def prepare(self, requests: Sequence[BatchRequest]) -> list[BatchRequest | Rejected]:
+        """Build each /v1/responses body; may do I/O and write the stage's own state."""
+        ...
+
+    async def hold(
+        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
+    ) -> set[int]:
+        """Extend the lease of rows still held by ``owner``; returns their ids."""
         ...
 
     async def complete(
@@ -192,16 +212,6 @@ def check_stage(stage: str) -> str:
     if not _STAGE.match(stage):
         raise ValueError(f"stage must match {_STAGE.pattern}: {stage!r}")
     return stage
-
-
-def make_client(settings: OpenAISettings) -> AsyncOpenAI:
-    """Until gen_common.llm provides the shared client: the SDK client from the settings."""
-    return AsyncOpenAI(
-        api_key=settings.api_key.get_secret_value(),
-        base_url=settings.base_url,
-        timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-        max_retries=settings.max_retries,
-    )
 
 
 async def run(
