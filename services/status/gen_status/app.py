@@ -97,6 +97,7 @@ def create_app(settings: StatusSettings) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONBody,
     )
+    app.router.redirect_slashes = False  # like the original: "/health/" is a 404, not a 307
     app.include_router(routes.router)
     app.include_router(results.router)
     app.include_router(routes_v2.router)

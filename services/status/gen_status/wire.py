@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
@@ -32,9 +32,7 @@ def dumps(value: Any) -> bytes:
     return text.encode() + b"\n"
 
 
-class JSONBody(Response):
-    media_type = "application/json"
-
+class JSONBody(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)
 
