@@ -320,7 +320,7 @@ def options(**overrides: Any) -> BatchOptions:
 
 @contextlib.asynccontextmanager
 async def engine(
-    pool: asyncpg.Pool, client: AsyncOpenAI, source: TableSource, opts: BatchOptions
+    pool: asyncpg.Pool, client: AsyncOpenAI, source: openai_batch.BatchSource, opts: BatchOptions
 ) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(openai_batch.run(pool, client, source, opts))
     try:

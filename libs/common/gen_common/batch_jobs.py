@@ -1,0 +1,101 @@
+"""BatchSource building blocks for work tables shaped like :mod:`gen_common.jobs`.
+
+Every write checks ``status = 'running' AND lease_owner = <the batch owner>``, so a row the stage
+cancelled (or a reaper requeued) meanwhile is never overwritten. A stage's BatchSource keeps its
+own claim filter, request building and result storing, and delegates the queue moves here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from gen_common import jobs
+from gen_common.db import Conn
+from gen_common.openai_batch import LineError, batch_owner, check_stage
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class JobsTable:
+    """The batch engine's moves on one ``gen_common.jobs`` work table of one stage."""
+
+    def __init__(self, table: str, stage: str) -> None:
+        if not _IDENT.match(table):
+            raise ValueError(f"not a work table name: {table!r}")
+        self.table = table
+        self.owner = batch_owner(check_stage(stage))
+
+    async def claim(
+        self, conn: Conn, *, owner: str, lease_s: float, limit: int, where: str
+    ) -> list[asyncpg.Record]:
+        return await jobs.claim(
+            conn, self.table, owner=owner, lease_s=lease_s, limit=limit, where=where
+        )
+
+    async def row(self, conn: Conn, work_id: int) -> asyncpg.Record | None:
+        """The row if the batch owner still holds it (else None: cancelled or taken over)."""
+        return await conn.fetchrow(
+            f"""SELECT * FROM {self.table}
+                WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
+            work_id,
+            self.owner,
+        )
+
+    async def hold(
+        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
+    ) -> set[int]:
+        rows = await conn.fetch(
+            f"""UPDATE {self.table} SET lease_until = now() + make_interval(secs => $3)
+                WHERE id = ANY($1::bigint[]) AND status = 'running' AND lease_owner = $2
+                RETURNING id""",
+            list(work_ids),
+            owner,
+            lease_s,
+        )
+        return {r["id"] for r in rows}
+
+    async def release(
+        self, conn: Conn, work_ids: Sequence[int], *, delay_s: float, reason: str
+    ) -> None:
+        """Back to queued without spending an attempt (never sent, expired, token limit)."""
+        await conn.execute(
+            f"""UPDATE {self.table} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
+                       attempts = greatest(attempts - 1, 0), last_error = $4,
+                       next_attempt_at = now() + make_interval(secs => $3)
+                WHERE id = ANY($1::bigint[]) AND status = 'running' AND lease_owner = $2""",
+            list(work_ids),
+            self.owner,
+            delay_s,
+            reason[:2000],
+        )
+
+    async def retry(self, conn: Conn, work_id: int, *, delay_s: float, error: LineError) -> bool:
+        return await jobs.retry_later(
+            conn,
+            self.table,
+            job_id=work_id,
+            owner=self.owner,
+            delay_s=delay_s,
+            error=f"{error.code}: {error.message}",
+        )
+
+    async def finish(self, conn: Conn, work_id: int) -> bool:
+        return await jobs.finish(conn, self.table, job_id=work_id, owner=self.owner)
+
+    async def fail(self, conn: Conn, work_id: int, error: str) -> bool:
+        return await jobs.fail(conn, self.table, job_id=work_id, owner=self.owner, error=error)
+
+    async def cancel_held(self, conn: Conn, job_id: uuid.UUID) -> int:
+        """Cancel the job's rows the batch engine holds (the stage cancels its queued ones)."""
+        status = await conn.execute(
+            f"""UPDATE {self.table} SET status = 'cancelled', lease_owner = NULL,
+                       lease_until = NULL
+                WHERE job_id = $1 AND status = 'running' AND lease_owner = $2""",
+            job_id,
+            self.owner,
+        )
+        return int(status.split()[-1])
