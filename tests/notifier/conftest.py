@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from gen_common.safe_http import SafeClient
 from gen_common.ssrf import SsrfSettings
 from gen_notifier import handler
 from gen_notifier.deliver import registration_check
+from gen_notifier.http1 import PinnedClient
 from gen_notifier.metrics import Metrics
 from gen_notifier.schedule import ManualClock
 from gen_notifier.settings import NotifierOptions
@@ -73,11 +73,11 @@ MakeSender = Callable[..., Any]
 
 @pytest.fixture
 async def make_sender(pool: asyncpg.Pool, clock: ManualClock) -> AsyncIterator[MakeSender]:
-    clients: list[SafeClient] = []
+    clients: list[PinnedClient] = []
 
     def build(o: NotifierOptions | None = None, **kw: Any) -> Sender:
         o = o or options()
-        client = SafeClient(o.ssrf, timeout=o.timeout_s, **kw)
+        client = PinnedClient(o.ssrf, **kw)
         clients.append(client)
         return Sender(pool, client, o, clock, Metrics())
 

@@ -252,3 +252,17 @@ async def test_dead_endpoint_breaker_does_not_hold_up_others(
         dead.hold.set()
     rows = [await status_of(pool, i) for i in stuck]
     assert {r["status"] for r in rows} == {"queued"}
+
+
+async def test_huge_response_body_is_capped(
+    pool: asyncpg.Pool, clock: ManualClock, make_sender: MakeSender
+) -> None:
+    o = options()
+    sender = make_sender(o)
+    with Receiver([KEY], always(200, body=b"x" * 5_000_000)) as rx:
+        msg_id = await enqueue(pool, o, clock, rx.hook())
+        await sender.run_once()
+    (attempt,) = await attempts_of(pool, msg_id)
+    assert attempt["succeeded"]
+    assert len(attempt["response_body"]) == o.response_max_bytes
+    assert (await status_of(pool, msg_id))["status"] == "delivered"

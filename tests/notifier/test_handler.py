@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -162,3 +163,22 @@ async def test_refused_url_is_failed_at_registration(
     (row,) = await deliveries_of(pool, job_id)
     assert row["status"] == "failed"
     assert "refused" in row["last_error"]
+
+
+async def test_last_lots_finishing_concurrently_flush_everything(
+    pool: asyncpg.Pool, clock: ManualClock
+) -> None:
+    url = "http://127.0.0.1:9/race"
+    o = options(chunk_size=10)
+    for _ in range(5):
+        job_id = await make_job(pool, total=2, lot_webhooks=[url, url])
+        await asyncio.gather(
+            feed(pool, o, clock, translated(job_id, 0)), feed(pool, o, clock, translated(job_id, 1))
+        )
+        rows = await deliveries_of(pool, job_id)
+        sent = [lot["lot_id"] for r in rows for lot in json.loads(bytes(r["body"]))["lots"]]
+        assert sorted(sent) == ["lot-0", "lot-1"]
+        left = await pool.fetchval(
+            "SELECT count(*) FROM notifier_chunk_lots WHERE job_id = $1", job_id
+        )
+        assert left == 0

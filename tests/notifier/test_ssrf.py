@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from gen_common.safe_http import SafeClient
 from gen_common.ssrf import SsrfSettings
 from gen_notifier import handler
 from gen_notifier.deliver import registration_check
+from gen_notifier.http1 import PinnedClient
 from gen_notifier.metrics import Metrics
 from gen_notifier.schedule import ManualClock
 from gen_notifier.worker import Sender
@@ -74,8 +74,9 @@ async def test_refused_at_registration_and_at_send_time(
         job_id,
         clock.now(),
     )
-    async with SafeClient(o.ssrf, timeout=2.0) as client:
-        await Sender(pool, client, o, clock, Metrics()).run_once()
+    client = PinnedClient(o.ssrf)
+    await Sender(pool, client, o, clock, Metrics()).run_once()
+    await client.aclose()
     attempts = await pool.fetch(
         """SELECT a.error_class FROM webhook_attempts a JOIN webhook_deliveries d
            ON d.id = a.delivery_id WHERE d.job_id = $1""",
@@ -92,8 +93,9 @@ async def test_refused_at_registration_and_at_send_time(
         await handler.enqueue(
             conn, deps_for(open_o, clock), urls[0], job_id, "completion", lambda _k: b"{}"
         )
-    async with SafeClient(open_o.ssrf, timeout=2.0) as client:
-        await Sender(pool, client, open_o, clock, Metrics()).run_once()
+    client = PinnedClient(open_o.ssrf)
+    await Sender(pool, client, open_o, clock, Metrics()).run_once()
+    await client.aclose()
     assert len(canary.snapshot()) == 1
 
 
@@ -124,8 +126,9 @@ async def test_dns_rebinding_is_refused_at_send_time(
     row = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE job_id = $1", job_id)
     assert row is not None
     assert row["status"] == "queued"
-    async with SafeClient(o.ssrf, timeout=2.0, resolver=rebinding) as client:
-        await Sender(pool, client, o, clock, Metrics()).run_once()
+    client = PinnedClient(o.ssrf, resolver=rebinding)
+    await Sender(pool, client, o, clock, Metrics()).run_once()
+    await client.aclose()
     row = await pool.fetchrow("SELECT * FROM webhook_deliveries WHERE job_id = $1", job_id)
     assert row is not None
     assert row["status"] == "failed"

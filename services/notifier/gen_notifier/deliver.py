@@ -1,4 +1,5 @@
-"""The one outside call: POST a stored body to a receiver through the SSRF-pinned client.
+"""The one outside call: POST a stored body to a receiver through the SSRF-pinned client
+(gen_notifier.http1: gen_common.ssrf checks the URL and the address before every attempt).
 
 :func:`send` never raises for the receiver's behaviour; it returns an :class:`Outcome` that
 classifies it: 2xx success; 410 gone (disable the endpoint); 3xx a failure (redirects are not
@@ -13,10 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
 from gen_common.errors import RefusedAddress
-from gen_common.safe_http import SafeClient
 from gen_common.ssrf import Resolver, SsrfSettings, UnresolvableHost, resolve_checked
+
+from gen_notifier.http1 import PinnedClient, ProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def _classify(status: int) -> str | None:
 
 
 async def send(
-    client: SafeClient,
+    client: PinnedClient,
     url: str,
     body: bytes,
     headers: Mapping[str, str],
@@ -70,30 +71,26 @@ async def send(
 
     try:
         async with asyncio.timeout(timeout_s):
-            response = await client.request(
-                "POST", url, headers=headers, content=body, read_limit=max_bytes
-            )
+            answer = await client.post(url, headers, body, read_limit=max_bytes)
     except TimeoutError:
         return failed("timeout", f"no answer within {timeout_s} s")
-    except httpx.TimeoutException as exc:
-        return failed("timeout", f"timeout: {type(exc).__name__}")
-    except httpx.ConnectError as exc:
-        return failed("connect", f"connection failed: {exc}")
-    except httpx.HTTPError as exc:
-        return failed("transport", f"{type(exc).__name__}: {exc}")
     except RefusedAddress as exc:  # InvalidUrl included
         return failed("refused", str(exc))
     except UnresolvableHost as exc:
         return failed("dns", str(exc))
-    error_class = _classify(response.status_code)
+    except (ProtocolError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        return failed("transport", f"{type(exc).__name__}: {exc}")
+    except OSError as exc:  # refused, reset, unreachable, TLS
+        return failed("connect", f"{type(exc).__name__}: {exc}")
+    error_class = _classify(answer.status_code)
     return Outcome(
         succeeded=error_class is None,
-        status_code=response.status_code,
+        status_code=answer.status_code,
         duration_ms=int((time.monotonic() - start) * 1000),
-        response_body=response.body.decode("utf-8", errors="replace"),
+        response_body=answer.body.decode("utf-8", errors="replace"),
         error_class=error_class,
-        error="" if error_class is None else f"HTTP {response.status_code}",
-        retry_after=response.headers.get("retry-after"),
+        error="" if error_class is None else f"HTTP {answer.status_code}",
+        retry_after=answer.headers.get("retry-after"),
     )
 
 

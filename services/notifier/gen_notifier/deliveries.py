@@ -8,6 +8,7 @@ Every ``now`` comes from the notifier's clock (tests move it by hand).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +32,9 @@ async def claim(
     guard = f"""next_attempt_at <= {_ts(now)}
         AND endpoint_id IN (SELECT e.id FROM webhook_endpoints e WHERE e.disabled_at IS NULL
               AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= {_ts(now)}))
-        AND (SELECT count(*) FROM webhook_deliveries r WHERE r.status = 'running'
-              AND r.endpoint_id = webhook_deliveries.endpoint_id) < {int(in_flight)}"""
+        AND endpoint_id NOT IN (SELECT r.endpoint_id FROM webhook_deliveries r
+              WHERE r.status = 'running' GROUP BY r.endpoint_id
+              HAVING count(*) >= {int(in_flight)})"""
     rows = await jobs.claim(conn, TABLE, owner=owner, lease_s=lease_s, limit=limit, where=guard)
     if not rows:
         return []
@@ -80,53 +82,63 @@ async def _cap_per_endpoint(
     return kept
 
 
-async def record(
-    conn: Conn,
-    delivery: asyncpg.Record,
-    *,
-    owner: str,
-    outcome: Outcome,
-    attempted_at: datetime,
-    status: str,
-    next_attempt_at: datetime | None,
-    max_body: int,
-) -> bool:
-    """Log the attempt and move the delivery on; False when this worker's lease was lost."""
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One finished attempt, ready to be recorded."""
+
+    delivery: asyncpg.Record
+    outcome: Outcome
+    attempted_at: datetime
+    status: str
+    next_attempt_at: datetime | None
+
+
+async def record(conn: Conn, results: list[Result], *, owner: str, max_body: int) -> int:
+    """Log the attempts and move the deliveries on (one statement each, for any number of
+    results); returns how many updates kept their lease (a lost lease updates nothing)."""
+    if not results:
+        return 0
     await conn.execute(
         """INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, trigger, attempted_at,
                status_code, duration_ms, response_body, error_class, error, succeeded,
                next_attempt_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-        delivery["id"],
-        delivery["endpoint_id"],
-        delivery["attempts"],
-        delivery["trigger"],
-        attempted_at,
-        outcome.status_code,
-        outcome.duration_ms,
-        outcome.response_body[:max_body],
-        outcome.error_class,
-        outcome.error or None,
-        outcome.succeeded,
-        next_attempt_at,
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[],
+                                $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[],
+                                $10::text[], $11::bool[], $12::timestamptz[])""",
+        [r.delivery["id"] for r in results],
+        [r.delivery["endpoint_id"] for r in results],
+        [r.delivery["attempts"] for r in results],
+        [r.delivery["trigger"] for r in results],
+        [r.attempted_at for r in results],
+        [r.outcome.status_code for r in results],
+        [r.outcome.duration_ms for r in results],
+        [r.outcome.response_body[:max_body] for r in results],
+        [r.outcome.error_class for r in results],
+        [r.outcome.error or None for r in results],
+        [r.outcome.succeeded for r in results],
+        [r.next_attempt_at for r in results],
     )
-    result = await conn.execute(
-        """UPDATE webhook_deliveries SET status = $3, lease_owner = NULL, lease_until = NULL,
-                  next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
-                  last_status_code = $6, last_attempt_at = $7, updated_at = now(),
-                  delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE delivered_at END
-           WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
-        delivery["id"],
+    kept = await conn.fetch(
+        """UPDATE webhook_deliveries d SET status = u.status, lease_owner = NULL,
+                  lease_until = NULL, next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
+                  last_error = u.error, last_status_code = u.code, last_attempt_at = u.at,
+                  updated_at = now(),
+                  delivered_at = CASE WHEN u.status = 'delivered' THEN u.at ELSE d.delivered_at END
+           FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::int[],
+                       $6::timestamptz[]) AS u(id, status, next_at, error, code, at)
+           WHERE d.id = u.id AND d.status = 'running' AND d.lease_owner = $7
+           RETURNING d.id""",
+        [r.delivery["id"] for r in results],
+        [r.status for r in results],
+        [r.next_attempt_at for r in results],
+        [r.outcome.error or None for r in results],
+        [r.outcome.status_code for r in results],
+        [r.attempted_at for r in results],
         owner,
-        status,
-        next_attempt_at,
-        outcome.error or None,
-        outcome.status_code,
-        attempted_at,
     )
-    if outcome.gone:
-        await disable_endpoint(conn, delivery["endpoint_id"], "receiver answered 410 Gone")
-    return result.endswith(" 1")
+    for endpoint_id in sorted({r.delivery["endpoint_id"] for r in results if r.outcome.gone}):
+        await disable_endpoint(conn, endpoint_id, "receiver answered 410 Gone")
+    return len(kept)
 
 
 async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> None:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 from gen_common import db, kafka, service
@@ -23,11 +22,11 @@ from gen_common.events import (
     LotTranslated,
 )
 from gen_common.kafka import Subscription
-from gen_common.safe_http import SafeClient
 from gen_common.ssrf import Resolver
 
 from gen_notifier import handler
 from gen_notifier.deliver import registration_check
+from gen_notifier.http1 import PinnedClient
 from gen_notifier.metrics import Metrics
 from gen_notifier.routes import create_app
 from gen_notifier.schedule import Clock, SystemClock
@@ -57,12 +56,15 @@ async def serve_http(app: FastAPI, host: str, port: int) -> None:
 @asynccontextmanager
 async def open_client(
     settings: NotifierSettings, resolver: Resolver | None
-) -> AsyncIterator[SafeClient]:
+) -> AsyncIterator[PinnedClient]:
     o = settings.notifier
-    timeout = httpx.Timeout(o.timeout_s, connect=o.connect_timeout_s)
-    limits = httpx.Limits(max_connections=o.workers, max_keepalive_connections=o.workers)
-    async with SafeClient(o.ssrf, resolver=resolver, timeout=timeout, limits=limits) as client:
+    client = PinnedClient(
+        o.ssrf, resolver=resolver, connect_timeout_s=o.connect_timeout_s, max_idle=o.workers
+    )
+    try:
         yield client
+    finally:
+        await client.aclose()
 
 
 async def run(

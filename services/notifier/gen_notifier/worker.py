@@ -18,11 +18,11 @@ import time
 from datetime import datetime, timedelta
 
 import asyncpg
-from gen_common.safe_http import SafeClient
 
 from gen_notifier import deliver, deliveries, signing
 from gen_notifier.deliver import Outcome
 from gen_notifier.handler import WAKE_CHANNEL
+from gen_notifier.http1 import PinnedClient
 from gen_notifier.metrics import Metrics
 from gen_notifier.schedule import Clock, next_delay, parse_retry_after
 from gen_notifier.settings import NotifierOptions
@@ -63,7 +63,7 @@ class Sender:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: SafeClient,
+        client: PinnedClient,
         options: NotifierOptions,
         clock: Clock,
         metrics: Metrics,
@@ -77,6 +77,7 @@ class Sender:
         self._slots = asyncio.Semaphore(options.workers)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._results: asyncio.Queue[deliveries.Result] = asyncio.Queue()
 
     async def _claim(self, limit: int) -> list[tuple[asyncpg.Record, asyncpg.Record]]:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -89,11 +90,15 @@ class Sender:
                 now=self.clock.now(),
             )
 
-    async def send_one(self, delivery: asyncpg.Record, endpoint: asyncpg.Record) -> str:
+    async def send_one(
+        self, delivery: asyncpg.Record, endpoint: asyncpg.Record
+    ) -> deliveries.Result:
+        """Sign and send one delivery; the result still has to be recorded."""
         now = self.clock.now()
         body = bytes(delivery["body"])
         shared = self.o.shared_key.get_secret_value()
         active = signing.active_secrets(endpoint["secret"], endpoint["old_secrets"], shared, now)
+        # webhook-timestamp is wall-clock time: receivers judge freshness by their own clock.
         headers = signing.headers(
             msg_id=delivery["msg_id"], timestamp=int(time.time()), body=body, secrets=active
         )
@@ -108,47 +113,57 @@ class Sender:
         status, next_at = decide(
             self.o, delivery["attempts"], delivery["trigger"], outcome, self.clock.now()
         )
+        return deliveries.Result(delivery, outcome, now, status, next_at)
+
+    async def record(self, results: list[deliveries.Result]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             kept = await deliveries.record(
-                conn,
-                delivery,
-                owner=self.owner,
-                outcome=outcome,
-                attempted_at=now,
-                status=status,
-                next_attempt_at=next_at,
-                max_body=self.o.response_max_bytes,
+                conn, results, owner=self.owner, max_body=self.o.response_max_bytes
             )
-        self.metrics.attempt(outcome.error_class or "success", status)
-        log.info(
-            "delivery attempt",
-            extra={
-                "msg_id": delivery["msg_id"],
-                "attempt": delivery["attempts"],
-                "status": status,
-                "status_code": outcome.status_code,
-                "error_class": outcome.error_class,
-                "lease_kept": kept,
-            },
-        )
-        return status
+        for r in results:
+            self.metrics.attempt(r.outcome.error_class or "success", r.status)
+            log.info(
+                "delivery attempt",
+                extra={
+                    "msg_id": r.delivery["msg_id"],
+                    "attempt": r.delivery["attempts"],
+                    "status": r.status,
+                    "status_code": r.outcome.status_code,
+                    "error_class": r.outcome.error_class,
+                },
+            )
+        if kept < len(results):
+            log.warning("leases lost before recording", extra={"lost": len(results) - kept})
 
     async def _guarded(self, delivery: asyncpg.Record, endpoint: asyncpg.Record) -> None:
         try:
-            await self.send_one(delivery, endpoint)
-        except (asyncpg.PostgresError, OSError) as exc:  # the lease expires; reap re-queues
-            log.warning("recording an attempt failed", extra={"error": repr(exc)})
+            self._results.put_nowait(await self.send_one(delivery, endpoint))
         finally:
             self._slots.release()
 
+    async def _recorder(self) -> None:
+        """Write finished attempts in batches (one transaction per batch)."""
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < 500:
+                batch.append(self._results.get_nowait())
+            try:
+                await self.record(batch)
+            except (asyncpg.PostgresError, OSError) as exc:  # leases expire; reap re-queues
+                log.warning("recording attempts failed", extra={"error": repr(exc)})
+            self._wake.set()
+
     async def run_once(self) -> int:
-        """Claim one round of due deliveries, send them all, wait; returns how many."""
+        """Claim one round of due deliveries, send them all, record them; returns how many."""
         claimed = await self._claim(self.o.claim_batch)
-        await asyncio.gather(*(self.send_one(d, e) for d, e in claimed))
+        results = await asyncio.gather(*(self.send_one(d, e) for d, e in claimed))
+        await self.record(list(results))
         return len(claimed)
 
     async def run(self) -> None:
         listener = await self.pool.acquire()
+        recorder = asyncio.create_task(self._recorder())
+        self._in_flight.add(recorder)
         try:
             await listener.add_listener(WAKE_CHANNEL, self._on_notify)
             while True:
@@ -157,14 +172,24 @@ class Sender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.o.idle_poll_s)
         finally:
-            for task in list(self._in_flight):
-                task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await self._shutdown(recorder)
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 await listener.remove_listener(WAKE_CHANNEL, self._on_notify)
                 async with self.pool.acquire() as conn:
                     await deliveries.release(conn, self.owner)
             await self.pool.release(listener)
+
+    async def _shutdown(self, recorder: asyncio.Task[None]) -> None:
+        """Let sends in flight finish (bounded by the attempt timeout) and record them."""
+        sends = [t for t in self._in_flight if t is not recorder]
+        if sends:
+            await asyncio.wait(sends, timeout=self.o.timeout_s + 1)
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        left = [self._results.get_nowait() for _ in range(self._results.qsize())]
+        with contextlib.suppress(asyncpg.PostgresError, OSError):
+            await self.record(left)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -193,7 +218,6 @@ class Sender:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._wake.set()
 
     async def reap_loop(self) -> None:
         while True:
