@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 from gen_common import openai_batch
@@ -261,3 +263,46 @@ async def test_cancel_job_cancels_its_batches_only(
     y = await pool.fetch(f"SELECT * FROM {source.table} WHERE job_id = 'job-y'")
     assert {(r["status"], r["completions"]) for r in y} == {("done", 1)}
     assert await openai_batch.cancel_job(pool, client, "job-x") == 0  # nothing left in flight
+
+
+async def test_two_engines_share_the_work_without_doing_anything_twice(
+    pool: asyncpg.Pool, client: AsyncOpenAI, sim: RunningSim, source: TableSource
+) -> None:
+    async with pool.acquire() as conn:
+        for job in range(4):
+            await add_items(conn, source.table, f"job-{job}", 75)
+    opts = options(max_lines=25, claim_limit=40)
+    async with engine(pool, client, source, opts), engine(pool, client, source, opts):
+        await drive(pool, sim, source, advance=60)
+    rows = await batch_rows(pool, source.stage)
+    remote = await remote_batches(client)
+    assert sorted(b.id for b in remote) == sorted(r["batch_id"] for r in rows)
+    assert {r["status"] for r in rows} == {"finished"}
+    assert sum(r["line_count"] for r in rows) == 300
+    assert await counts(pool, source.table) == {"done": 300}
+    assert await pool.fetchval(f"SELECT max(settles) FROM {source.table}") == 1
+    assert await pool.fetchval(f"SELECT min(completions) FROM {source.table}") == 1
+
+
+async def test_a_batch_stuck_past_its_window_is_cancelled_and_its_lines_resent(
+    pool: asyncpg.Pool, client: AsyncOpenAI, sim: RunningSim, source: TableSource
+) -> None:
+    # the simulated clock runs 100,000 s behind: OpenAI's expires_at lies in our past (B19)
+    sim.admin.clock(set_to=time.time() - 100_000)
+    async with pool.acquire() as conn:
+        await add_items(conn, source.table, "job-stuck", 20)
+    async with engine(pool, client, source, options(stuck_grace_s=60)):
+        await wait_for(
+            lambda: _remote_is(pool, source.stage, "cancelling"), what="the stuck batch cancelled"
+        )
+        sim.admin.clock(set_to=time.time())
+        await drive(pool, sim, source, advance=60)
+    rows = await batch_rows(pool, source.stage)
+    assert [r["remote_status"] for r in rows] == ["cancelled", "completed"]
+    assert not rows[0]["cancel_requested"]  # our monitor's decision, not a job cancel
+    assert await counts(pool, source.table) == {"done": 20}
+    assert await pool.fetchval(f"SELECT max(attempts) FROM {source.table}") == 1
+
+
+async def _remote_is(pool: asyncpg.Pool, stage: str, status: str) -> bool:
+    return any(r["remote_status"] == status for r in await batch_rows(pool, stage))
