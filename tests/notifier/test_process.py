@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from gen_common import kafka
 from gen_common.events import Description, LotTranslated
@@ -24,6 +26,12 @@ from tests.notifier.conftest import KEY, make_job
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def notifier_env(db_url: str, kafka_settings: KafkaSettings) -> dict[str, str]:
@@ -38,7 +46,7 @@ def notifier_env(db_url: str, kafka_settings: KafkaSettings) -> dict[str, str]:
             "KAFKA__PARTITIONS": str(kafka_settings.partitions),
             "NOTIFIER__SHARED_KEY": KEY,
             "NOTIFIER__SSRF__ALLOW_CIDRS": '["127.0.0.1/32"]',
-            "NOTIFIER__HTTP_PORT": "0",
+            "NOTIFIER__HTTP_PORT": str(free_port()),
             "NOTIFIER__TIMEOUT_S": "1.5",
             "NOTIFIER__LEASE_S": "2",
             "NOTIFIER__REAP_INTERVAL_S": "0.3",
@@ -106,7 +114,7 @@ async def test_sigkill_between_receipt_and_record_resends_same_id(
         rx.hold.set()  # answers 200 into the dead socket
         (row,) = await pool.fetch("SELECT * FROM webhook_deliveries WHERE job_id = $1", job_id)
         assert row["status"] == "running"
-        with notifier(env, log):
+        with notifier(env, log) as proc:
 
             async def delivered() -> bool:
                 status = await pool.fetchval(
@@ -115,6 +123,21 @@ async def test_sigkill_between_receipt_and_record_resends_same_id(
                 return bool(status == "delivered")
 
             await eventually(delivered, 60)
+            base = f"http://127.0.0.1:{env['NOTIFIER__HTTP_PORT']}"
+            async with httpx.AsyncClient(base_url=base) as http:
+
+                async def serving() -> bool:
+                    try:
+                        return (await http.get("/health")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await eventually(serving, 30)
+                failures = (await http.get("/api/v1/webhook-failures")).json()
+                assert failures["success"] is True
+                assert b"notifier_attempts_total" in (await http.get("/metrics")).content
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0  # a clean stop
         got = rx.by_msg(row["msg_id"])
     assert len(got) == 2
     assert all(r.verified for r in got)
