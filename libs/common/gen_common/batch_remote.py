@@ -191,8 +191,15 @@ class BatchRemote:
                 await self.create(row["id"], row["input_file_id"])
 
     async def find_batch(self, file_id: str, uploaded_at: datetime) -> Batch | None:
-        """The batch created from ``file_id``, if a create succeeded whose answer was lost."""
-        horizon = uploaded_at.timestamp() - 6 * 3600
+        """The batch created from ``file_id``, if a create succeeded whose answer was lost.
+
+        Batches are listed newest first; the scan stops at batches created well before the file
+        (the file's own ``created_at``, so both times come from OpenAI's clock) or after 5,000.
+        """
+        try:
+            horizon = float((await self.client.files.retrieve(file_id)).created_at) - 3600
+        except openai.NotFoundError:
+            horizon = uploaded_at.timestamp() - 6 * 3600
         seen = 0
         async for batch in self.client.batches.list(limit=100):
             if batch.input_file_id == file_id:
