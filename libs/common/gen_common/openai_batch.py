@@ -6,16 +6,23 @@ realtime workers. The engine claims the stage's due batch-mode items, packs them
 enqueued-token cap minus what is already in flight), uploads each file, creates the batch, polls
 it, maps every output/error line back to its work item by ``custom_id`` and hands the result to
 the stage. Everything is recorded in ``openai_batches`` / ``openai_batch_items`` (migration 0250)
-before and after each remote call (see :mod:`gen_common.batch_submit` for the crash rules).
+before and after each remote call (:mod:`gen_common.batch_submit`, :mod:`gen_common.batch_remote`);
+a process leases the rows it submits or polls, so two processes never handle the same batch.
 
-Line rules (:mod:`gen_common.batch_monitor`): a line is failed when ``error`` is set or
+One job per file: a job's batches hold only its items, so :func:`cancel_job` cancels exactly the
+job's batches and never another job's lines (a big job may still span several files).
+
+Line rules (:mod:`gen_common.batch_lines`): a line is failed when ``error`` is set or
 ``response.status_code >= 400``. ``batch_expired`` lines and lines skipped by a cancel we did not
 ask for go back to the stage at once without counting an attempt (:meth:`BatchSource.release`);
 429/5xx lines are retried in a later batch with backoff while ``attempt < max_attempts``;
 every other failure (including the 400 "Error while downloading <url>" image errors) goes to
 :meth:`BatchSource.fail` with the classified :class:`LineError`, and the stage's own rules decide
 (e.g. drop the image and requeue, or fail the lot). A batch that fails with
-``token_limit_exceeded`` releases its items with ``token_limit_backoff_s``.
+``token_limit_exceeded`` releases its items with ``token_limit_backoff_s``; other validation
+failures fail the lines they name and release the rest. A batch still running ``stuck_grace_s``
+after its 24 h window is cancelled by the monitor and its unfinished lines are sent again (B19).
+Cost: :class:`BatchUsage` carries each item's tokens and ``price_factor`` 0.5 for the stage.
 
 custom_id is ``<stage>-<batch row id>-<work row id>``: built only from integers and the stage's
 identifier, so it is unique for ANY client lot_id (nothing is ever split out of a client id).
