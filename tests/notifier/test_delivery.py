@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from gen_notifier import deliveries
+from gen_notifier import deliveries, endpoints
 from gen_notifier.schedule import ManualClock
 
 from tests.harness.receiver import Receiver, Reply, always, check, fail_first
@@ -155,7 +156,7 @@ async def test_rotation_old_secret_verifies_during_grace(
     with Receiver(["whsec_bmV3LXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"]) as new_rx:
         url = new_rx.hook()
         async with pool.acquire() as conn:
-            await deliveries.rotate_secret(
+            await endpoints.rotate_secret(
                 conn,
                 url,
                 "whsec_b2xkLXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2",
@@ -163,7 +164,7 @@ async def test_rotation_old_secret_verifies_during_grace(
                 now=clock.now(),
                 o=o,
             )
-            await deliveries.rotate_secret(
+            await endpoints.rotate_secret(
                 conn,
                 url,
                 "whsec_bmV3LXNlY3JldC0xMjM0NTY3ODkwMTIzNDU2",
@@ -239,7 +240,7 @@ async def test_dead_endpoint_breaker_does_not_hold_up_others(
         clock.advance(120)
         await sender.run_once()  # 4 more attempts to the dead one -> 8 failures, 0 successes
         async with pool.acquire() as conn:
-            opened = await deliveries.sample_breakers(conn, now=clock.now(), o=o)
+            opened = await endpoints.sample_breakers(conn, now=clock.now(), o=o)
         assert dead.hook() in opened
         assert alive.hook() not in opened
         clock.advance(120)
@@ -266,3 +267,37 @@ async def test_huge_response_body_is_capped(
     assert attempt["succeeded"]
     assert len(attempt["response_body"]) == o.response_max_bytes
     assert (await status_of(pool, msg_id))["status"] == "delivered"
+
+
+async def test_endpoint_failing_for_five_days_is_disabled(
+    pool: asyncpg.Pool, make_sender: MakeSender
+) -> None:
+    """W7: disabled exactly when every attempt failed for 5 days; a success resets the clock."""
+    clock = ManualClock(datetime.now(UTC) - timedelta(days=20))
+    o = options()
+    sender = make_sender(o)
+    sender.clock = clock
+    outcome = {"status": 503}
+    with Receiver([KEY], lambda _n, _r: Reply(outcome["status"])) as rx:
+        disabled_on = None
+        for day in range(12):
+            outcome["status"] = 200 if day == 3 else 503
+            await enqueue(pool, o, clock, rx.hook())  # one new delivery a day
+            await sender.run_once()
+            async with pool.acquire() as conn:
+                dead = await endpoints.disable_dead(
+                    conn, now=clock.now(), after_s=o.disable_after_s
+                )
+            if dead:
+                assert dead == [rx.hook()]
+                disabled_on = day
+                break
+            clock.advance(86_400)
+    # failures from day 4 on (the day-3 success reset the clock): disabled on day 4 + 5
+    assert disabled_on == 9
+    queued = await pool.fetchval(
+        """SELECT count(*) FROM webhook_deliveries d JOIN webhook_endpoints e
+           ON e.id = d.endpoint_id WHERE e.url = $1 AND d.status = 'queued'""",
+        rx.hook(),
+    )
+    assert queued == 0

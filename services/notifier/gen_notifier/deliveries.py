@@ -9,13 +9,13 @@ Every ``now`` comes from the notifier's clock (tests move it by hand).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 from gen_common import jobs
 from gen_common.db import Conn
 
+from gen_notifier import endpoints
 from gen_notifier.deliver import Outcome
 
 TABLE = "webhook_deliveries"
@@ -137,23 +137,8 @@ async def record(conn: Conn, results: list[Result], *, owner: str, max_body: int
         owner,
     )
     for endpoint_id in sorted({r.delivery["endpoint_id"] for r in results if r.outcome.gone}):
-        await disable_endpoint(conn, endpoint_id, "receiver answered 410 Gone")
+        await endpoints.disable(conn, endpoint_id, "receiver answered 410 Gone")
     return len(kept)
-
-
-async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> None:
-    await conn.execute(
-        """UPDATE webhook_endpoints SET disabled_at = COALESCE(disabled_at, now()),
-                  disabled_reason = $2, updated_at = now() WHERE id = $1""",
-        endpoint_id,
-        reason,
-    )
-    await conn.execute(
-        """UPDATE webhook_deliveries SET status = 'disabled', last_error = $2, updated_at = now()
-           WHERE endpoint_id = $1 AND status = 'queued'""",
-        endpoint_id,
-        reason,
-    )
 
 
 async def release(conn: Conn, owner: str) -> int:
@@ -176,41 +161,6 @@ async def reap(conn: Conn, now: datetime) -> int:
         now,
     )
     return len(rows)
-
-
-async def sample_breakers(conn: Conn, *, now: datetime, o: Any) -> list[str]:
-    """Open the breaker of endpoints failing too often in the window; returns their URLs."""
-    await conn.execute(
-        """UPDATE webhook_endpoints e SET breaker_trips = 0 WHERE breaker_trips > 0
-             AND (breaker_open_until IS NULL OR breaker_open_until <= $1::timestamptz)
-             AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.endpoint_id = e.id
-                         AND a.succeeded AND a.attempted_at >= e.breaker_since)""",
-        now,
-    )
-    rows = await conn.fetch(
-        """WITH s AS (
-               SELECT a.endpoint_id, count(*) AS n, count(*) FILTER (WHERE NOT a.succeeded) AS f
-               FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
-               WHERE a.attempted_at > $1::timestamptz - make_interval(secs => $2::float8)
-                 AND a.attempted_at >= e.breaker_since AND e.disabled_at IS NULL
-               GROUP BY a.endpoint_id)
-           UPDATE webhook_endpoints e
-              SET breaker_open_until = $1::timestamptz + make_interval(
-                      secs => least($6::float8, $5::float8 * power(2, e.breaker_trips))),
-                  breaker_since = $1::timestamptz + make_interval(
-                      secs => least($6::float8, $5::float8 * power(2, e.breaker_trips))),
-                  breaker_trips = e.breaker_trips + 1, updated_at = now()
-           FROM s WHERE s.endpoint_id = e.id AND s.n >= $3 AND s.f >= $4 * s.n
-             AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= $1::timestamptz)
-           RETURNING e.url""",
-        now,
-        o.breaker_window_s,
-        o.breaker_min_attempts,
-        o.breaker_failure_rate,
-        o.breaker_open_s,
-        o.breaker_max_open_s,
-    )
-    return [r["url"] for r in rows]
 
 
 async def replay_one(conn: Conn, msg_id: str, now: datetime) -> str:
@@ -249,26 +199,3 @@ async def _requeue(conn: Conn, where: str, now: datetime, arg: object) -> list[s
         arg,
     )
     return [r["msg_id"] for r in rows]
-
-
-async def rotate_secret(
-    conn: Conn, url: str, new_secret: str, *, shared_key: str, now: datetime, o: Any
-) -> None:
-    """Make ``new_secret`` current; the previous one keeps signing for ``rotation_grace_s``."""
-    row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1 FOR UPDATE", url)
-    if row is None:
-        await conn.execute(
-            "INSERT INTO webhook_endpoints (url, secret) VALUES ($1, $2)", url, new_secret
-        )
-        return
-    expires = (now + timedelta(seconds=o.rotation_grace_s)).isoformat()
-    previous = row["secret"] or shared_key
-    kept = [s for s in row["old_secrets"] if datetime.fromisoformat(s["expires_at"]) > now]
-    old = [{"secret": previous, "expires_at": expires}, *kept][: o.max_old_secrets]
-    await conn.execute(
-        """UPDATE webhook_endpoints SET secret = $2, old_secrets = $3, updated_at = now()
-           WHERE id = $1""",
-        row["id"],
-        new_secret,
-        old,
-    )

@@ -39,6 +39,9 @@ class NotifierOptions(BaseModel):
     breaker_open_s: float = Field(default=30.0, gt=0)
     breaker_max_open_s: float = Field(default=600.0, gt=0)
     breaker_interval_s: float = Field(default=5.0, gt=0)
+    disable_after_s: float = Field(
+        default=5 * 86_400.0, gt=0, description="every attempt failed this long -> disabled"
+    )
     # Secret rotation
     rotation_grace_s: float = Field(default=86_400.0, ge=0, le=604_800.0)
     max_old_secrets: int = Field(default=10, ge=0)

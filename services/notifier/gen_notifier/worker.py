@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from gen_notifier import deliver, deliveries, signing
+from gen_notifier import deliver, deliveries, endpoints, signing
 from gen_notifier.deliver import Outcome
 from gen_notifier.handler import WAKE_CHANNEL
 from gen_notifier.http1 import PinnedClient
@@ -232,9 +232,12 @@ class Sender:
         while True:
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 async with self.pool.acquire() as conn:
-                    for url in await deliveries.sample_breakers(
-                        conn, now=self.clock.now(), o=self.o
-                    ):
+                    now = self.clock.now()
+                    for url in await endpoints.sample_breakers(conn, now=now, o=self.o):
                         log.warning("endpoint breaker opened", extra={"url": url})
+                    for url in await endpoints.disable_dead(
+                        conn, now=now, after_s=self.o.disable_after_s
+                    ):
+                        log.warning("endpoint disabled: failing for too long", extra={"url": url})
                     await self.metrics.refresh_queue(conn)
             await asyncio.sleep(self.o.breaker_interval_s)
