@@ -172,6 +172,10 @@ async def test_rotation_old_secret_verifies_during_grace(
                 now=clock.now(),
                 o=o,
             )
+            with pytest.raises(ValueError, match="empty"):
+                await endpoints.rotate_secret(
+                    conn, url, "whsec_", shared_key=KEY, now=clock.now(), o=o
+                )
         msg_id = await enqueue(pool, o, clock, url)
         await sender.run_once()
         (got,) = new_rx.by_msg(msg_id)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gen_common.db import Conn
+from gen_common.signing import webhook_secret_bytes
 
 
 async def disable(conn: Conn, endpoint_id: int, reason: str) -> None:
@@ -86,7 +87,12 @@ async def disable_dead(conn: Conn, *, now: datetime, after_s: float) -> list[str
 async def rotate_secret(
     conn: Conn, url: str, new_secret: str, *, shared_key: str, now: datetime, o: Any
 ) -> None:
-    """Make ``new_secret`` current; the previous one keeps signing for ``rotation_grace_s``."""
+    """Make ``new_secret`` current; the previous one keeps signing for ``rotation_grace_s``.
+
+    Raises ValueError for a ``whsec_`` secret that is not base64 (checked before storing).
+    """
+    if not webhook_secret_bytes(new_secret):
+        raise ValueError("empty webhook secret")
     row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE url = $1 FOR UPDATE", url)
     if row is None:
         await conn.execute(

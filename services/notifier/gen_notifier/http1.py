@@ -89,7 +89,9 @@ class PinnedClient:
     async def _connect(self, target: CheckedTarget) -> _Conn:
         tls: ssl.SSLContext | None = None
         if target.url.scheme == "https":
-            tls = self._tls or ssl.create_default_context()
+            if self._tls is None:
+                self._tls = ssl.create_default_context()  # built once: loading CAs is slow
+            tls = self._tls
         async with asyncio.timeout(self._connect_timeout_s):
             reader, writer = await asyncio.open_connection(
                 target.ip,

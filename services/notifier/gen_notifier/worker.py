@@ -218,6 +218,9 @@ class Sender:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A bug, not a receiver's behaviour: the lease expires and the reaper re-queues.
+            log.error("send task crashed", exc_info=exc)
 
     async def reap_loop(self) -> None:
         while True:
