@@ -12,7 +12,8 @@ against every key the receiver knows:
 ``respond`` decides the answer per request (status, headers, body, delay), e.g.
 ``fail_first(3)``; ``hold`` (a threading.Event) delays every answer until set, and ``arrived``
 is set when a request arrives, so a test can act between receipt and answer. ``stop()`` and
-``start()`` take the receiver down and bring it back on the same port.
+``start()`` take the receiver down and bring it back on the same port. ``tls`` (a server
+context) makes it an https receiver.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -37,6 +39,13 @@ from standardwebhooks.webhooks import Webhook
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, addr
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class Receiver:
         respond: Respond | None = None,
         port: int = 0,
         host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.keys = list(keys)
         self.respond: Respond = respond or always(200)
@@ -146,11 +156,12 @@ class Receiver:
         self._thread: threading.Thread | None = None
         self.port = port
         self.host = host
+        self.tls = tls
         self.path = f"/hook/{uuid.uuid4().hex[:12]}"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def hook(self, path: str | None = None) -> str:
         """A webhook URL on this receiver; by default unique to this receiver instance (endpoint
@@ -207,6 +218,7 @@ class Receiver:
                     self.close_connection = True
 
         server = _Server((self.host, self.port), Handler)
+        server.tls = self.tls
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
