@@ -47,6 +47,7 @@ class TableSource:
     def __init__(self, table: str, *, stage: str = STAGE) -> None:
         self.table = table
         self._stage = stage
+        self.pool: asyncpg.Pool | None = None  # set: prepare() may cancel rows (a job cancel)
 
     @property
     def stage(self) -> str:
@@ -61,7 +62,14 @@ class TableSource:
         return [BatchRequest(r["id"], r["job_id"], r["attempts"], body(r)) for r in rows]
 
     async def prepare(self, requests: Sequence[BatchRequest]) -> list[BatchRequest | Rejected]:
-        """Out-of-transaction step; the test stage refuses prompts marked [[unready]]."""
+        """Out-of-transaction step; the test stage refuses prompts marked [[unready]], and rows
+        marked [[cancel]] are cancelled meanwhile (as a jobs.control handler would)."""
+        doomed = [r.work_id for r in requests if "[[cancel]]" in str(r.body)]
+        if doomed and self.pool is not None:
+            await self.pool.execute(
+                f"UPDATE {self.table} SET status = 'cancelled' WHERE id = ANY($1::bigint[])",
+                doomed,
+            )
         return [
             Rejected(r, LineError("not_ready", "refused by prepare", status_code=400))
             if "[[unready]]" in str(r.body)

@@ -90,6 +90,8 @@ async def test_failed_lines_image_errors_and_permanent_errors(
         await add_items(conn, source.table, "job-bad", 5, max_output_tokens=5)
         await add_items(conn, source.table, "job-rej", 3, prompt="[[reject]] lot {i}")
         await add_items(conn, source.table, "job-unready", 2, prompt="[[unready]] lot {i}")
+        await add_items(conn, source.table, "job-gone", 2, prompt="[[cancel]] lot {i}")
+    source.pool = pool
     async with engine(pool, client, source, options()):
         await drive(pool, sim, source, advance=60)
 
@@ -119,6 +121,16 @@ async def test_failed_lines_image_errors_and_permanent_errors(
     assert {(r["status"], r["settles"], r["last_error"]) for r in unready} == {
         ("failed", 1, "not_ready")
     }
+    gone = [r for r in rows if r["job_id"] == "job-gone"]
+    # cancelled while prepare() ran: hold() no longer holds them, so they are never sent
+    assert {(r["status"], r["settles"], r["releases"]) for r in gone} == {("cancelled", 0, 0)}
+    sent = await pool.fetchval(
+        """SELECT count(*) FROM openai_batch_items i JOIN openai_batches b ON b.id = i.batch_row
+           WHERE b.stage = $1 AND i.work_id = ANY($2::bigint[])""",
+        source.stage,
+        [r["id"] for r in gone],
+    )
+    assert sent == 0
     jobs = {r["job_id"] for r in await batch_rows(pool, source.stage)}
     assert jobs == {"job-img", "job-bad", "job-rej"}  # one job per file
 

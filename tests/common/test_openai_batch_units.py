@@ -8,9 +8,10 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from gen_common.batch_lines import line_error, settle_failure
+from gen_common.batch_lines import FailedBatch, line_error, settle_failure
 from gen_common.batch_pack import LINE_OVERHEAD, estimate_tokens, pack
 from gen_common.openai_batch import BatchRequest, LineError
+from openai.types import Batch
 
 from tests.common.openai_batch_support import TableSource, add_items, create_table, options
 
@@ -149,3 +150,54 @@ async def test_retries_are_bounded_by_attempts(
     assert opts.retry_delay(1) == 7.0
     assert opts.retry_delay(2) == 70.0
     assert opts.retry_delay(9) == 70.0
+
+
+def _failed_batch(errors: list[dict[str, Any]]) -> Batch:
+    return Batch.model_validate(
+        {
+            "id": "batch_1",
+            "object": "batch",
+            "endpoint": "/v1/responses",
+            "input_file_id": "file-1",
+            "completion_window": "24h",
+            "status": "failed",
+            "created_at": 1,
+            "errors": {"object": "list", "data": errors},
+        }
+    )
+
+
+@pytest.mark.pg
+async def test_failed_batch_rules(pool: asyncpg.Pool, table_source: TableSource) -> None:
+    opts = options(token_limit_backoff_s=42.0, max_attempts=3)
+
+    async def settle(batch: Batch, work_id: int, line_no: int, attempt: int) -> Any:
+        async with pool.acquire() as conn, conn.transaction():
+            item = await conn.fetchrow(
+                "SELECT $1::bigint AS work_id, $2::int AS line_no, $3::int AS attempt",
+                work_id,
+                line_no,
+                attempt,
+            )
+            assert item is not None
+            status, err, delay = await FailedBatch(batch).settle(conn, opts, table_source, item)
+            return status, err.code if err else None, delay
+
+    limit = _failed_batch(
+        [{"code": "token_limit_exceeded", "message": "Enqueued token limit reached", "line": None}]
+    )
+    assert await settle(limit, 1, 1, 1) == ("released", "token_limit_exceeded", 42.0)
+    bad_line = _failed_batch(
+        [{"code": "invalid_json_line", "message": "not JSON", "line": 2, "param": None}]
+    )
+    assert await settle(bad_line, 2, 2, 1) == ("failed", "invalid_json_line", 0.0)
+    assert await settle(bad_line, 1, 1, 1) == ("released", None, 0.0)
+    whole = _failed_batch([{"code": "empty_file", "message": "The input file is empty."}])
+    assert await settle(whole, 3, 1, 1) == ("retried", "empty_file", 0.0)
+    assert await settle(whole, 3, 1, 3) == ("failed", "empty_file", 0.0)
+    rows = await pool.fetch(f"SELECT id, status, last_error FROM {table_source.table} ORDER BY id")
+    assert [(r["status"], r["last_error"]) for r in rows] == [
+        ("queued", None),  # released rows are requeued by the monitor, not by settle()
+        ("failed", "invalid_json_line"),
+        ("failed", "empty_file"),
+    ]
