@@ -1,4 +1,4 @@
-"""SQL of the sending side: claim (gen_common.jobs), record attempts, reap, breaker, replay.
+"""SQL of the sending side: claim (gen_common.jobs), record attempts, reap, replay.
 
 ``webhook_deliveries`` is a gen_common.jobs work table: 'queued' is a pending delivery and
 'running' one being sent. Claims skip endpoints that are disabled, whose breaker is open, or that
@@ -8,6 +8,7 @@ Every ``now`` comes from the notifier's clock (tests move it by hand).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from gen_common.db import Conn
 from gen_notifier import endpoints
 from gen_notifier.deliver import Outcome
 
+log = logging.getLogger(__name__)
 TABLE = "webhook_deliveries"
 REPLAYABLE = ("failed", "exhausted", "disabled")
 
@@ -138,6 +140,7 @@ async def record(conn: Conn, results: list[Result], *, owner: str, max_body: int
     )
     for endpoint_id in sorted({r.delivery["endpoint_id"] for r in results if r.outcome.gone}):
         await endpoints.disable(conn, endpoint_id, "receiver answered 410 Gone")
+        log.warning("endpoint disabled: 410 Gone", extra={"endpoint_id": endpoint_id})
     return len(kept)
 
 
