@@ -303,3 +303,31 @@ async def test_fast_path_answers_like_the_routed_handler(
             b.content,
             b.headers["content-type"],
         ), path
+
+
+@pytest.mark.parametrize("status", ["processing", "completed"])
+async def test_job_detail_streams_large_jobs_identically(
+    open_client: Any, insert_job: InsertJob, insert_lot: InsertLot, status: str
+) -> None:
+    small: httpx.AsyncClient = await open_client(download_chunk=2)
+    whole: httpx.AsyncClient = await open_client()
+    job = await insert_job(status=status, total_lots=7, completed_lots=4)
+    for seq in range(7):
+        done = seq % 3 != 1
+        await insert_lot(
+            job,
+            seq,
+            lot_id=seq,
+            status="completed" if done else "assessing",
+            descriptions=DESCRIPTIONS if done else None,
+        )
+    a = await small.get(f"/api/v1/jobs/{job}")
+    b = await whole.get(f"/api/v1/jobs/{job}")
+    assert a.content == b.content
+    ids = [lot["lot_id"] for lot in a.json()["results"]]
+    assert ids == ([0, 2, 3, 5, 6] if status == "processing" else list(range(7)))
+    assert "content-length" not in a.headers
+    assert b.headers["content-length"] == str(len(b.content))
+    assert (
+        a.content == (json.dumps(b.json(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+    )

@@ -8,35 +8,19 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from gen_status import models, store, views
+from gen_status import models, store, stream, views
 from gen_status.deps import Deps, DepsDep, signed
 from gen_status.routes import Signature, invalid_signature, not_found
 from gen_status.wire import dumps, error, v1_time
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 Format = Annotated[str | None, Query(description="`jsonl` for JSON Lines, one lot per line")]
-LotChunks = AsyncIterator[list[asyncpg.Record]]
-
-
-async def _chunks(deps: Deps, job: asyncpg.Record, first: list[asyncpg.Record]) -> LotChunks:
-    chunk = first
-    while chunk:
-        yield chunk
-        if len(chunk) < deps.options.download_chunk:
-            return
-        chunk = await store.lots_page(
-            deps.pool,
-            job["job_id"],
-            after_seq=chunk[-1]["lot_seq"],
-            limit=deps.options.download_chunk,
-        )
 
 
 async def _completed_job(
@@ -56,7 +40,7 @@ async def _completed_job(
                 f"Job is currently {status}. Results will be available when status is 'completed'."
             )
         return error(202, "Job not completed", **extra)
-    first = await store.lots_page(deps.pool, job["job_id"], limit=deps.options.download_chunk)
+    first = await stream.first_chunk(deps, job)
     if not first:
         return error(404, "Results not found")
     return job, first
@@ -64,31 +48,6 @@ async def _completed_job(
 
 def _completed_at(job: asyncpg.Record) -> str | None:
     return v1_time(job["completed_at"] or job["updated_at"])
-
-
-async def _respond(
-    deps: Deps,
-    job: asyncpg.Record,
-    first: list[asyncpg.Record],
-    *,
-    head: bytes,
-    render: Callable[[list[asyncpg.Record], bool], bytes],
-    tail: bytes,
-    media_type: str,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    async def body() -> AsyncIterator[bytes]:
-        yield head
-        is_first = True
-        async for chunk in _chunks(deps, job, first):
-            yield render(chunk, is_first)
-            is_first = False
-        yield tail
-
-    if len(first) < deps.options.download_chunk:
-        content = head + render(first, True) + tail
-        return Response(content, media_type=media_type, headers=headers)
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 @router.get(
@@ -113,7 +72,7 @@ async def batch_results(
         return parts if is_first else b"," + parts
 
     tail = b'],"status":"completed"},"status":"completed"}\n'
-    return await _respond(
+    return stream.respond(
         deps, job, first, head=head, render=render, tail=tail, media_type="application/json"
     )
 
@@ -168,7 +127,7 @@ async def download(
     if isinstance(found, Response):
         return found
     job, first = found
-    return await _respond(
+    return stream.respond(
         deps,
         job,
         first,
@@ -201,7 +160,7 @@ async def download_jsonl(
     def render(chunk: list[asyncpg.Record], is_first: bool) -> bytes:
         return b"".join(dumps(views.result_lot(lot)) for lot in chunk)
 
-    return await _respond(
+    return stream.respond(
         deps,
         job,
         first,

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Header, Request
 from gen_common.events import JobCancelRequested
 from starlette.responses import Response
 
-from gen_status import models, store, views
+from gen_status import models, store, stream, views
 from gen_status.deps import DepsDep, signed
-from gen_status.wire import error, json_response
+from gen_status.wire import dumps, error, json_response
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 Signature = Annotated[
@@ -77,13 +77,24 @@ async def job_detail(
     job = await store.get_job(deps.pool, job_id)
     if job is None:
         return not_found()
-    lots = await store.lots_page(
-        deps.pool,
-        job["job_id"],
-        limit=job["total_lots"],
-        finished_only=job["status"] != "completed",
+    finished_only = job["status"] != "completed"
+    first = await stream.first_chunk(deps, job, finished_only=finished_only)
+    head, tail = stream.split_around(dumps(views.job_detail(job, job_id, [])), b'"results":[]')
+
+    def render(chunk: list[asyncpg.Record], is_first: bool) -> bytes:
+        lots = (dumps(views.result_lot(lot, placeholder=True))[:-1] for lot in chunk)
+        return (b"" if is_first else b",") + b",".join(lots)
+
+    return stream.respond(
+        deps,
+        job,
+        first,
+        head=head,
+        render=render,
+        tail=tail,
+        media_type="application/json",
+        finished_only=finished_only,
     )
-    return json_response(views.job_detail(job, job_id, lots))
 
 
 def _int_param(name: str, raw: str | None, default: int) -> int | Response:
