@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
@@ -98,3 +100,24 @@ async def test_cancel_accepts_the_documented_empty_body_form(
         f"/api/v1/batch-jobs/{uuid.uuid4()}/cancel", headers=H1, content=b"{}"
     )
     assert unknown.status_code == 404
+
+
+async def test_a_failed_publish_leaves_the_job_untouched(
+    status_settings: Any, insert_job: InsertJob, pool: asyncpg.Pool, kafka_settings: KafkaSettings
+) -> None:
+    from gen_status.app import create_app
+
+    app = create_app(status_settings(cancel_publish_timeout_s=1.0))
+    async with app.router.lifespan_context(app):
+        async with kafka.open_publisher(kafka_settings) as stopped:
+            pass  # leaving the block stops its producer: every publish now fails
+        app.state.deps = dataclasses.replace(app.state.deps, publisher=stopped)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+            job = await insert_job(status="processing")
+            r = await c.post(f"/api/v1/batch-jobs/{job}/cancel", content=b"{}", headers=H1)
+    assert r.status_code in (500, 503)
+    assert r.json() == {"error": "Failed to cancel job"}
+    row = await pool.fetchrow("SELECT status, cancelled_at FROM jobs WHERE job_id = $1", job)
+    assert row is not None
+    assert (row["status"], row["cancelled_at"]) == ("processing", None)

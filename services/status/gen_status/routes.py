@@ -21,7 +21,6 @@ Signature = Annotated[
 ]
 CANCEL_MESSAGE = "Job cancelled by user request"
 MAX_OFFSET = 2**62
-CANCEL_TIMEOUT_S = 10.0
 
 
 def not_found() -> Response:
@@ -157,7 +156,8 @@ async def cancel(
 
     The conditional UPDATE and the publish share one transaction: the row is committed only
     after Kafka acknowledged the event, so a 200 means the stages will hear of it, and a poll
-    right after the 200 already reads ``cancelled``. A failed publish rolls the row back (503).
+    right after the 200 already reads ``cancelled``. A failed or timed-out publish rolls the row
+    back (500/503 ``Failed to cancel job``).
     """
     if not await signed(request, deps, job_id):
         return invalid_signature()
@@ -171,7 +171,7 @@ async def cancel(
             if current is None:
                 return not_found()
             return _not_cancellable(current["status"])
-        async with asyncio.timeout(CANCEL_TIMEOUT_S):
+        async with asyncio.timeout(deps.options.cancel_publish_timeout_s):
             await deps.publisher.publish(JobCancelRequested(job_id=job["job_id"]))
     deps.metrics.cancels.inc()
     return json_response(

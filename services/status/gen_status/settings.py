@@ -27,6 +27,9 @@ class StatusOptions(BaseModel):
     )
     public_base: str = Field(default="", description="prefix of links in v2 answers")
     max_page: int = Field(default=100, ge=1, le=1000, description="cap of limit on list routes")
+    cancel_publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="budget for Kafka to acknowledge the cancel event"
+    )
     download_chunk: int = Field(default=1000, ge=1, description="lots read per query on download")
 
 
