@@ -114,7 +114,8 @@ def base_url(migrated: str, kafka_bootstrap: str) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        code = proc.wait(timeout=30)
+    assert code == 0, f"status service exited {code} on SIGTERM (graceful shutdown expected)"
 
 
 @pytest.fixture(scope="module")
