@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from gen_status import models, store, views
 from gen_status.deps import Deps, DepsDep, read_body
-from gen_status.wire import error, json_response
+from gen_status.wire import V2Body, error
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 SIGNED: dict[str, Any] = {"security": [{"v2Signature": []}]}
@@ -94,7 +94,7 @@ async def get_job(job_id: str, request: Request, deps: DepsDep) -> Response:
     body = views.v2_job(job)
     body["webhook_url"] = job["webhook_url"]
     body["links"] = _links(deps, body["job_id"])
-    return json_response(body)
+    return V2Body(body)
 
 
 @router.get(
@@ -125,7 +125,7 @@ async def get_lots(
     rows = rows[:size]
     next_cursor = encode_cursor(rows[-1]["lot_seq"]) if more and rows else None
     links = _links(deps, str(job["job_id"]))
-    return json_response(
+    return V2Body(
         {
             "job_id": str(job["job_id"]),
             "lots": [views.v2_lot(row) for row in rows],

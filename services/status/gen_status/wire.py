@@ -37,6 +37,13 @@ class JSONBody(JSONResponse):
         return dumps(content)
 
 
+class V2Body(JSONResponse):
+    """v2 bodies: plain orjson (UTF-8, insertion order), like ingest's v2 answers."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default)
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
     return JSONBody(content, status_code=status_code)
 
