@@ -23,6 +23,7 @@ bad input.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import secrets
@@ -186,7 +187,7 @@ async def verify(
     path: str,
     query: str,
     headers: Mapping[str, str],
-    body: bytes,
+    body: bytes | bytearray,
     skew_s: int = DEFAULT_SKEW_S,
     now: float | None = None,
 ) -> Verified:
@@ -195,7 +196,9 @@ async def verify(
     secret = await load_secret(conn, h.client_id, h.key_id)
     if secret is None:
         raise AuthError("unknown or inactive key")
-    if not hmac.compare_digest(body_sha256(body).encode(), h.content_sha256.encode()):
+    if not hmac.compare_digest(
+        hashlib.sha256(body).hexdigest().encode(), h.content_sha256.encode()
+    ):
         raise AuthError("body hash mismatch")
     expected = hmac_hex(secret, string_to_sign(h, method=method, path=path, query=query))
     if not hmac.compare_digest(expected.encode(), h.signature.encode()):

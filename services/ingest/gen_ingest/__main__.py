@@ -1,0 +1,3 @@
+from gen_ingest.main import main
+
+main()

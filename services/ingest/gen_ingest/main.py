@@ -1,0 +1,27 @@
+"""Entry point: build the settings once and serve create_app(settings) with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+from gen_common import service
+
+from gen_ingest.app import create_app
+from gen_ingest.settings import IngestSettings
+
+
+async def run(settings: IngestSettings) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.ingest.host,
+        port=settings.ingest.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    await uvicorn.Server(config).serve()
+
+
+def main() -> None:
+    settings = IngestSettings()
+    service.run(run(settings), settings.log, name="ingest")

@@ -1,0 +1,166 @@
+"""The SQL ingest runs: job header rows, aborted jobs, idempotency records, the lot re-read.
+
+Plain functions over a connection; callers open transactions where they need one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gen_common.db import Conn
+
+
+async def insert_job(
+    conn: Conn,
+    *,
+    job_id: uuid.UUID,
+    client_id: str,
+    api_version: int,
+    mode: str,
+    languages: list[str],
+    total_lots: int,
+    webhook_url: str | None,
+) -> datetime:
+    created: datetime = await conn.fetchval(
+        """INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
+                             webhook_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at""",
+        job_id,
+        client_id,
+        api_version,
+        mode,
+        languages,
+        total_lots,
+        webhook_url,
+    )
+    return created
+
+
+async def abort_job(conn: Conn, job_id: uuid.UUID, reason: str) -> None:
+    """Forget a job whose lots could not all be published (call inside a transaction)."""
+    await conn.execute(
+        "INSERT INTO aborted_jobs (job_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        job_id,
+        reason[:500],
+    )
+    await conn.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
+
+
+async def lot_result(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT status, descriptions, missing_images, pending_languages, warnings, error_code
+           FROM lots WHERE job_id = $1 AND lot_seq = $2""",
+        job_id,
+        lot_seq,
+    )
+    return None if row is None else dict(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """The record of an earlier request with the same idempotency key."""
+
+    request_hash: bytes
+    status_code: int | None  # None: still running
+    response: bytes | None
+
+
+async def claim_key(
+    conn: Conn, client_id: str, key: str, request_hash: bytes, ttl_s: float
+) -> Earlier | None:
+    """Claim ``key`` for this request (None), or return the live earlier record."""
+    claimed = await conn.fetchval(
+        """INSERT INTO idempotency_keys (client_id, key, request_hash, expires_at)
+           VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+           ON CONFLICT (client_id, key) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, status_code = NULL, response = NULL,
+               created_at = now(), expires_at = EXCLUDED.expires_at
+           WHERE idempotency_keys.expires_at < now()
+           RETURNING true""",
+        client_id,
+        key,
+        request_hash,
+        ttl_s,
+    )
+    if claimed:
+        return None
+    return await earlier(conn, client_id, key)
+
+
+async def earlier(conn: Conn, client_id: str, key: str) -> Earlier | None:
+    row = await conn.fetchrow(
+        """SELECT request_hash, status_code, response FROM idempotency_keys
+           WHERE client_id = $1 AND key = $2""",
+        client_id,
+        key,
+    )
+    if row is None:
+        return None
+    return Earlier(bytes(row["request_hash"]), row["status_code"], row["response"])
+
+
+async def finish_key(conn: Conn, client_id: str, key: str, status: int, body: bytes) -> None:
+    await conn.execute(
+        """UPDATE idempotency_keys SET status_code = $3, response = $4
+           WHERE client_id = $1 AND key = $2""",
+        client_id,
+        key,
+        status,
+        body,
+    )
+
+
+async def release_key(conn: Conn, client_id: str, key: str) -> None:
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE client_id = $1 AND key = $2", client_id, key
+    )
+
+
+async def purge(conn: Conn, *, nonce_age_s: float) -> None:
+    """Drop expired idempotency records and old nonces."""
+    await conn.execute("DELETE FROM idempotency_keys WHERE expires_at < now()")
+    await conn.execute(
+        "DELETE FROM request_nonces WHERE seen_at < now() - make_interval(secs => $1)",
+        nonce_age_s,
+    )
+
+
+async def acquire_rate(
+    conn: Conn, bucket: str, *, rate_per_s: float, burst: int, client_id: str | None = None
+) -> float:
+    """GCRA: 0.0 when the request may pass, else the seconds until it would.
+
+    One round trip. The client's own ``rate_per_s`` / ``rate_burst`` (api_clients) override the
+    defaults given here. The state is one theoretical arrival time per bucket.
+    """
+    row = await conn.fetchrow(
+        """WITH lim AS (
+               SELECT make_interval(secs => 1.0 / coalesce(c.rate_per_s, $2)) AS t,
+                      make_interval(secs => coalesce(c.rate_burst, $3)
+                                            / coalesce(c.rate_per_s, $2)) AS tau
+               FROM (SELECT 1) AS one LEFT JOIN api_clients c ON c.client_id = $4
+           ), ins AS (
+               INSERT INTO rate_limits AS r (bucket, tat, allowed)
+               SELECT $1, now() + lim.t, true FROM lim
+               ON CONFLICT (bucket) DO UPDATE SET
+                   allowed = greatest(r.tat, now()) + (SELECT t FROM lim) - now()
+                             <= (SELECT tau FROM lim),
+                   tat = CASE WHEN greatest(r.tat, now()) + (SELECT t FROM lim) - now()
+                                   <= (SELECT tau FROM lim)
+                              THEN greatest(r.tat, now()) + (SELECT t FROM lim)
+                              ELSE r.tat END
+               RETURNING allowed, tat
+           )
+           SELECT ins.allowed, extract(epoch FROM ins.tat - now() + lim.t - lim.tau)::float8
+                  AS wait_s
+           FROM ins, lim""",
+        bucket,
+        rate_per_s,
+        float(burst),
+        client_id,
+    )
+    assert row is not None
+    return 0.0 if row["allowed"] else max(float(row["wait_s"]), 0.001)

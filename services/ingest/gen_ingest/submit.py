@@ -1,0 +1,115 @@
+"""Creating jobs: the jobs row, then every lot on ``lots.submitted`` (acks=all), then the answer.
+
+A job exists for a client only once every lot event is acknowledged by Kafka. When publishing
+fails, the jobs row is deleted and the job id recorded in ``aborted_jobs`` in one transaction;
+lots of that job that did reach Kafka must be ignored by the consumers (they check
+``aborted_jobs`` before creating a job from an event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+from gen_common import kafka
+from gen_common.events import LotSubmitted, Mode
+
+from gen_ingest import store
+from gen_ingest.replies import Replies
+from gen_ingest.settings import IngestOptions
+from gen_ingest.validate import Request
+
+log = logging.getLogger(__name__)
+ApiVersion = Literal[1, 2]
+
+
+class PublishFailed(Exception):
+    """Not every lot could be made durable; no job exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    pool: asyncpg.Pool
+    publisher: kafka.Publisher
+    replies: Replies
+    options: IngestOptions
+    v1_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    job_id: uuid.UUID
+    mode: Mode
+    created_at: datetime
+
+
+def mode_for(total_lots: int, opts: IngestOptions) -> Mode:
+    return "realtime" if total_lots <= opts.realtime_max_lots else "batch"
+
+
+def events(
+    job_id: uuid.UUID, req: Request, *, mode: Mode, client_id: str, api_version: ApiVersion
+) -> Iterator[LotSubmitted]:
+    """The job's lot events, built without re-validating what validate.py checked."""
+    total = len(req.lots)
+    for seq, lot in enumerate(req.lots):
+        yield LotSubmitted.model_construct(
+            job_id=job_id,
+            lot_seq=seq,
+            lot_id=lot.lot_id,
+            images=lot.images,
+            additional_info=lot.additional_info,
+            languages=req.languages,
+            mode=mode,
+            total_lots=total,
+            client_id=client_id,
+            api_version=api_version,
+            webhook=lot.webhook,
+            job_webhook_url=req.webhook_url,
+        )
+
+
+async def create_job(
+    deps: Deps,
+    req: Request,
+    *,
+    mode: Mode,
+    client_id: str,
+    api_version: ApiVersion,
+    job_id: uuid.UUID | None = None,
+) -> Created:
+    job_id = job_id or uuid.uuid4()
+    async with deps.pool.acquire() as conn:
+        created_at = await store.insert_job(
+            conn,
+            job_id=job_id,
+            client_id=client_id,
+            api_version=api_version,
+            mode=mode,
+            languages=req.languages,
+            total_lots=len(req.lots),
+            webhook_url=req.webhook_url,
+        )
+    try:
+        await deps.publisher.publish_many(
+            events(job_id, req, mode=mode, client_id=client_id, api_version=api_version)
+        )
+    except BaseException as exc:
+        # Any failure (Kafka errors, timeouts, cancellation) must leave no half-created job.
+        await asyncio.shield(_abort(deps.pool, job_id, repr(exc)))
+        if isinstance(exc, Exception):
+            raise PublishFailed(str(job_id)) from exc
+        raise
+    return Created(job_id, mode, created_at)
+
+
+async def _abort(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str) -> None:
+    log.warning("job aborted: publishing failed", extra={"job_id": str(job_id), "error": reason})
+    async with pool.acquire() as conn, conn.transaction():
+        await store.abort_job(conn, job_id, reason)
