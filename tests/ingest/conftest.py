@@ -4,6 +4,7 @@ httpx ASGI client, signed-request helpers, and a reader of what landed on ``lots
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class Ingest:
 
 
 def request_v1(
-    lots: list[dict[str, Any]], languages: list[str] | None = None, **extra: Any
+    lots: list[Any], languages: list[str] | None = None, **extra: Any
 ) -> dict[str, Any]:
     return {
         "signature": sign_lots(KEY.encode(), lots),
@@ -167,3 +168,50 @@ async def topic_count(settings: KafkaSettings, topic: str = LOTS_SUBMITTED) -> i
 async def publish(settings: KafkaSettings, event: Event) -> None:
     async with kafka.open_publisher(settings) as publisher:
         await publisher.publish(event)
+
+
+Answer = Callable[[LotSubmitted], Event | None]
+
+
+@dataclass
+class Pipeline:
+    """Stands in for vision+translate on the real broker: answers each submitted lot with
+    whatever ``answer`` returns (a LotTranslated / LotFailed, or None for no answer)."""
+
+    answer: Answer
+    seen: list[LotSubmitted]
+
+
+@pytest.fixture
+async def pipeline(kafka_settings: KafkaSettings) -> AsyncIterator[Pipeline]:
+    stub = Pipeline(answer=lambda e: None, seen=[])
+    consumer = AIOKafkaConsumer(
+        kafka_settings.topic(LOTS_SUBMITTED),
+        bootstrap_servers=kafka_settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await kafka.ensure_topics(kafka_settings)
+    await consumer.start()
+
+    async def loop(publisher: kafka.Publisher) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    event = LotSubmitted.model_validate_json(record.value)
+                    stub.seen.append(event)
+                    reply = stub.answer(event)
+                    if reply is not None:
+                        await publisher.publish(reply)
+
+    async with kafka.open_publisher(kafka_settings) as publisher:
+        task = asyncio.create_task(loop(publisher))
+        try:
+            yield stub
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
