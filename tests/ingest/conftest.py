@@ -63,9 +63,7 @@ class Ingest:
         return await self.client.post("/api/v2/jobs", content=content, headers=all_headers)
 
 
-def request_v1(
-    lots: list[Any], languages: list[str] | None = None, **extra: Any
-) -> dict[str, Any]:
+def request_v1(lots: list[Any], languages: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "signature": sign_lots(KEY.encode(), lots),
         "version": "1.0.0",
