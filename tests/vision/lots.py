@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import orjson
-from gen_common.events import LotSubmitted, Mode
+from gen_common import kafka
+from gen_common.db import Conn
+from gen_common.events import Event, LotSubmitted, Mode
+from gen_common.settings import KafkaSettings
 from gen_vision import handler
 from gen_vision.settings import VisionOptions
 
@@ -57,3 +63,24 @@ async def settled(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:
         job_id,
     )
     return int(left) == 0
+
+
+@contextlib.asynccontextmanager
+async def observe(
+    settings: KafkaSettings, pool: asyncpg.Pool, topics: dict[str, type[Event]]
+) -> AsyncIterator[list[Event]]:
+    """Collect every event on ``topics`` from the earliest offset (own consumer group)."""
+    seen: list[Event] = []
+
+    async def record(event: Event, conn: Conn) -> None:
+        seen.append(event)
+
+    subscriptions = [kafka.Subscription(t, m, record) for t, m in topics.items()]
+    task = asyncio.create_task(
+        kafka.consume(settings, pool=pool, group="observer", subscriptions=subscriptions)
+    )
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -126,8 +126,7 @@ async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
         await _succeeded(deps, work, owner, lot, result)
     finally:
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        await asyncio.wait([renewer])  # unlike awaiting it, never swallows our own cancel
 
 
 async def _prepare(deps: Deps, work: asyncpg.Record) -> LotRequest:
