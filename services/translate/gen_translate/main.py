@@ -35,6 +35,7 @@ async def run(settings: TranslateSettings) -> None:
         listener = await pool.acquire()
         stack.push_async_callback(pool.release, listener)
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
+        stack.push_async_callback(listener.remove_listener, handler.WAKE_CHANNEL, wake.notify)
         deps = worker.WorkerDeps(
             pool=pool,
             describer=OpenAIDescriber(client, opts),
