@@ -59,6 +59,12 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     return error(400, "Invalid request")
 
 
+async def _bad_data(request: Request, exc: Exception) -> Response:
+    # A value PostgreSQL cannot store that validation let through (a safety net, never a 500).
+    log.warning("database refused a value", extra={"error": repr(exc), "path": request.url.path})
+    return error(400, "Invalid characters in request")
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     log.warning("dependency unavailable", extra={"error": repr(exc), "path": request.url.path})
     return error(503, "Service unavailable, no job was created", headers={"Retry-After": "5"})
@@ -136,6 +142,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(PublishFailed, _unavailable)
+    app.add_exception_handler(asyncpg.DataError, _bad_data)
     for exc_type in UNAVAILABLE:
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _crashed)

@@ -15,8 +15,10 @@ LotId = (
     Annotated[str, Field(min_length=1, max_length=255)]
     | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 )
-Code = Annotated[str, Field(min_length=1, max_length=35)]
-Url = Annotated[str, Field(min_length=1, max_length=4096)]
+Code = Annotated[str, Field(min_length=1, max_length=35, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Url = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, Field(max_length=100_000, pattern=r"^[^\x00]*$")]
+Hook = Annotated[str, Field(max_length=2048, pattern=r"^[^\x00]*$")]
 
 
 class Image(BaseModel):
@@ -26,8 +28,8 @@ class Image(BaseModel):
 class LotV1(BaseModel):
     lot_id: LotId
     images: list[Image] = Field(min_length=1, max_length=100)
-    additional_info: str | None = Field(default=None, max_length=100_000)
-    webhook: str | None = Field(default=None, max_length=2048)
+    additional_info: Text | None = None
+    webhook: Hook | None = None
 
 
 class GenerateRequest(BaseModel):
@@ -37,7 +39,7 @@ class GenerateRequest(BaseModel):
     version: Literal["1.0.0"]
     languages: list[Code] = Field(min_length=1, max_length=50)
     lots: list[LotV1] = Field(min_length=1, max_length=50_000)
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: Hook | None = None
 
 
 class Description(BaseModel):
@@ -81,8 +83,8 @@ class JobLot(BaseModel):
 
     lot_id: LotId
     images: list[Url] = Field(max_length=100)
-    additional_info: str = Field(default="", max_length=100_000)
-    webhook: str | None = Field(default=None, max_length=2048)
+    additional_info: Text = ""
+    webhook: Hook | None = None
 
 
 class JobCreate(BaseModel):
@@ -92,7 +94,7 @@ class JobCreate(BaseModel):
 
     lots: list[JobLot] = Field(min_length=1, max_length=50_000)
     languages: list[Code] = Field(min_length=1, max_length=50)
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: Hook | None = None
 
 
 class JobLinks(BaseModel):

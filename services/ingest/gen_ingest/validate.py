@@ -7,6 +7,7 @@ lot or image entry of the wrong type is a 400, never a 500.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ MAX_LOT_ID = 255
 MAX_LANGUAGES = 50
 LINE_OVERHEAD = 2_000  # custom_id, model, instructions of one OpenAI batch line (estimate)
 IMAGE_OVERHEAD = 60  # {"type":"input_image","image_url":...,"detail":"low"}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Rejected(Exception):
@@ -80,7 +84,7 @@ def check_languages(languages: list[Any]) -> list[str]:
     if len(languages) > MAX_LANGUAGES:
         raise Rejected(400, f"Too many languages: {len(languages)} > {MAX_LANGUAGES}")
     for code in languages:
-        if not isinstance(code, str) or not 1 <= len(code) <= 35:
+        if not isinstance(code, str) or not 1 <= len(code) <= 35 or _CONTROL.search(code):
             raise Rejected(400, "languages must be language codes (strings of 1-35 characters)")
     return languages
 
@@ -146,8 +150,8 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
     where = f"lots[{index}]"
     if isinstance(lot_id, bool) or not isinstance(lot_id, str | int):
         raise Rejected(400, f"{where}.lot_id must be a string or an integer")
-    if isinstance(lot_id, str) and len(lot_id) > MAX_LOT_ID:
-        raise Rejected(400, f"{where}.lot_id is longer than {MAX_LOT_ID} characters")
+    if isinstance(lot_id, str) and (len(lot_id) > MAX_LOT_ID or "\x00" in lot_id):
+        raise Rejected(400, f"{where}.lot_id must be at most {MAX_LOT_ID} characters, no NUL")
     if isinstance(lot_id, int) and not -(2**63) <= lot_id < 2**63:
         raise Rejected(400, f"{where}.lot_id is out of range")
     images = raw.get("images") or []
@@ -160,7 +164,7 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
         if "url" not in entry:
             continue  # the original drops entries without a url key
         url = entry["url"]
-        if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        if not isinstance(url, str) or not url or len(url) > MAX_URL or "\x00" in url:
             raise Rejected(400, f"{where}.images[{j}].url must be a URL string")
         urls.append(url)
     if len(urls) > opts.max_lot_images:
@@ -172,6 +176,8 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
         info = _py_str(info)
     elif not isinstance(info, str):
         raise Rejected(400, f"{where}.additional_info must be a string")
+    if "\x00" in info:
+        raise Rejected(400, f"{where}.additional_info must not contain NUL characters")
     if len(info) > MAX_INFO:
         raise Rejected(400, f"{where}.additional_info is longer than {MAX_INFO} characters")
     webhook = _optional_url(raw.get("webhook"), f"{where}.webhook")
@@ -181,7 +187,7 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
 def _optional_url(value: Any, where: str) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > MAX_WEBHOOK:
+    if not isinstance(value, str) or len(value) > MAX_WEBHOOK or "\x00" in value:
         raise Rejected(400, f"{where} must be a URL string")
     return value
 
