@@ -3,6 +3,12 @@
 The instructions come from ``prompt.md`` (or the setting); the input names the target language as
 ``target language: <code>`` and carries the English HTML as its last text part. Only the text is
 translated; the structured assessment's taxonomy codes never pass through here.
+
+The request goes through the SDK client's ``post`` with a body typed as the SDK's own
+``ResponseCreateParamsNonStreaming`` (checked by mypy), not ``responses.create``: ``create``
+first runs a runtime TypedDict transform that is an identity for these fields but cost ~0.7 ms
+of CPU per call (2.0 vs 1.3 ms measured against the simulator), a third of the SDK's cost per
+translation. Transport, retries, timeouts, error classes and the parsed ``Response`` are the SDK's.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import openai
 from gen_common import llm
 from gen_common.errors import InvalidModelOutput
 from gen_common.events import TokenUsage
-from openai import NOT_GIVEN, AsyncOpenAI, omit
+from openai import AsyncOpenAI
 from openai.types.responses import Response
+from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
 from openai.types.shared_params import Reasoning
 
 from gen_translate.settings import ModelPrice, TranslateOptions
@@ -94,7 +101,7 @@ def translation_of(response: Response) -> str:
 
 
 class OpenAIDescriber:
-    """Translations through ``client.responses.create``; SDK errors are raised as members of
+    """Translations through POST /v1/responses; SDK errors are raised as members of
     :mod:`gen_common.errors`, sorted by :func:`gen_common.llm.classify`."""
 
     def __init__(self, client: AsyncOpenAI, options: TranslateOptions) -> None:
@@ -106,17 +113,22 @@ class OpenAIDescriber:
         self, *, text: str, language: str, metadata: dict[str, str], timeout_s: float | None
     ) -> Translation:
         opts = self._options
-        effort = opts.reasoning_effort
+        body: ResponseCreateParamsNonStreaming = {
+            "model": opts.model,
+            "instructions": self._instructions,
+            "input": request_input(text, language),
+            "max_output_tokens": opts.max_output_tokens,
+            "store": False,
+            "metadata": metadata,
+        }
+        if opts.reasoning_effort:
+            body["reasoning"] = Reasoning(effort=opts.reasoning_effort)
         try:
-            response = await self._client.responses.create(
-                model=opts.model,
-                instructions=self._instructions,
-                input=request_input(text, language),
-                max_output_tokens=opts.max_output_tokens,
-                reasoning=Reasoning(effort=effort) if effort else omit,
-                store=False,
-                metadata=metadata,
-                timeout=timeout_s if timeout_s is not None else NOT_GIVEN,
+            response = await self._client.post(
+                "/responses",
+                cast_to=Response,
+                body=body,
+                options={} if timeout_s is None else {"timeout": timeout_s},
             )
         except openai.OpenAIError as exc:
             raise llm.classify(exc) from exc

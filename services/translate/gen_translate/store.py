@@ -170,12 +170,9 @@ async def mark_translated(
     usage: TokenUsage,
 ) -> None:
     await conn.execute(
-        "UPDATE translate_lots SET translated_at = now() WHERE job_id = $1 AND lot_seq = $2",
-        job_id,
-        lot_seq,
-    )
-    await conn.execute(
-        """UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
+        """WITH marked AS (UPDATE translate_lots SET translated_at = now()
+                           WHERE job_id = $1 AND lot_seq = $2)
+           UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
                   input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
                   output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
                   cost_usd = cost_usd + $10, updated_at = now()

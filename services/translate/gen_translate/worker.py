@@ -70,11 +70,13 @@ async def run_worker(deps: WorkerDeps, index: int) -> None:
             seen = deps.wake.generation
             async with deps.pool.acquire() as conn:
                 rows = await jobs.claim(conn, WORK, owner=owner, lease_s=deps.options.lease_s)
+                if rows:
+                    source = await store.lot_source(conn, rows[0]["job_id"], rows[0]["lot_seq"])
             if not rows:
                 deps.breaker.record_ignored()  # give a half-open permit back
                 await deps.wake.wait(seen, deps.options.idle_poll_s)
                 continue
-            await translate_one(deps, owner, rows[0])
+            await translate_one(deps, owner, rows[0], source)
     finally:
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             async with deps.pool.acquire() as conn:
@@ -92,11 +94,11 @@ def _past(deadline: datetime | None, delay_s: float) -> bool:
     return remaining is not None and remaining <= delay_s
 
 
-async def translate_one(deps: WorkerDeps, owner: str, row: asyncpg.Record) -> None:
-    """Translate one claimed (lot, language) and store what came of it."""
+async def translate_one(
+    deps: WorkerDeps, owner: str, row: asyncpg.Record, source: asyncpg.Record | None
+) -> None:
+    """Translate one claimed (lot, language) of ``source`` and store what came of it."""
     job_id, lot_seq, language = row["job_id"], row["lot_seq"], row["language"]
-    async with deps.pool.acquire() as conn:
-        source = await store.lot_source(conn, job_id, lot_seq)
     remaining = _remaining_s(row["deadline_at"])
     if source is None or source["cancelled"] or (remaining is not None and remaining <= 0):
         deps.breaker.record_ignored()
