@@ -40,11 +40,17 @@ def calls_of(sim: RunningSim, job: uuid.UUID) -> list[dict[str, Any]]:
 
 
 async def run_job(
-    pool: asyncpg.Pool, stack: Stack, events: list[Any], *, timeout: float = 30
+    pool: asyncpg.Pool,
+    stack: Stack,
+    events: list[Any],
+    *,
+    timeout: float = 30,
+    job_id: uuid.UUID | None = None,
 ) -> None:
     await submit(pool, events, stack.deps.options)
+    job = job_id or events[0].job_id
     async with workers(stack):
-        await eventually(lambda: settled(pool, events[0].job_id), timeout=timeout, interval=0.1)
+        await eventually(lambda: settled(pool, job), timeout=timeout, interval=0.1)
 
 
 async def test_lots_assessed_with_every_valid_image_and_missing_ones_recorded(
@@ -152,9 +158,9 @@ async def test_429_storm_no_lot_fails_and_breaker_stays_closed(
 async def test_503_outage_opens_the_breaker_no_calls_while_open_all_lots_complete(
     pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
 ) -> None:
-    """O2, compressed: 4 s of 503; window 10 / min 5 calls, open 0.5 s doubling to 2 s."""
+    """O2, compressed: 4 s of 503; window 10 / min 5 calls, open 1 s doubling to 2 s."""
     stack: Stack = await make_deps(
-        breaker=BreakerSettings(window=10, minimum_calls=5, open_s=0.5, max_open_s=2),
+        breaker=BreakerSettings(window=10, minimum_calls=5, open_s=1, max_open_s=2),
         max_attempts=10,
     )
     breaker = stack.deps.breaker
@@ -164,14 +170,20 @@ async def test_503_outage_opens_the_breaker_no_calls_while_open_all_lots_complet
     violations: list[tuple[int, int]] = []
 
     async def watch() -> None:
-        """While one open episode lasts (after a 50 ms grace), the simulator sees no call."""
+        """Within an open episode, once calls started before the trip had 0.3 s to arrive,
+        the simulator must see no call until the breaker lets probes through."""
+        tripped_at: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
         while True:
-            if breaker.state is State.OPEN and breaker.open_for() > 0.1:
-                trips, before = breaker.trips, sim.admin.stats()["totals"]["calls"]
-                await asyncio.sleep(min(breaker.open_for() - 0.05, 0.3))
-                after = sim.admin.stats()["totals"]["calls"]
-                if breaker.trips == trips and breaker.state is State.OPEN and after != before:
-                    violations.append((before, after))
+            if breaker.state is State.OPEN:
+                trips = breaker.trips
+                since = loop.time() - tripped_at.setdefault(trips, loop.time())
+                if since >= 0.3 and breaker.open_for() > 0.2:
+                    before = sim.admin.stats()["totals"]["calls"]
+                    await asyncio.sleep(breaker.open_for() - 0.1)
+                    after = sim.admin.stats()["totals"]["calls"]
+                    if breaker.trips == trips and breaker.state is State.OPEN and after != before:
+                        violations.append((before, after))
             await asyncio.sleep(0.02)
 
     watcher = asyncio.create_task(watch())
@@ -188,3 +200,37 @@ async def test_503_outage_opens_the_breaker_no_calls_while_open_all_lots_complet
     assert max(attempts) <= 10
     errors = sum(c["status"] == 503 for c in calls_of(sim, job))
     assert 5 <= errors < 60  # the breaker cut the storm short instead of 20 lots x 10 attempts
+
+
+async def test_incomplete_answers_fail_as_invalid_model_output(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    stack: Stack = await make_deps(max_output_tokens=16, invalid_output_attempts=2)
+    job = uuid.uuid4()
+    await run_job(pool, stack, [lot(job, 0, [image_host.url("img/a.jpg")])])
+    [event] = await outbox_events(pool, job)
+    assert (event["type"], event["reason"]) == ("lot.failed", "invalid_model_output")
+    outcomes = await pool.fetch(
+        "SELECT outcome FROM vision_calls WHERE job_id = $1 ORDER BY id", job
+    )
+    assert [r["outcome"] for r in outcomes] == ["invalid_model_output"] * 2
+
+
+async def test_lease_is_renewed_during_a_call_longer_than_the_lease(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    """Call 2.5 s, lease 0.9 s, reaper every 0.2 s: without renewal the lot would be reclaimed
+    and called twice."""
+    stack: Stack = await make_deps(lease_s=0.9, reap_interval_s=0.2, workers=2)
+    sim.admin.config({"latency": {"kinds": {"vision": {"dist": "fixed", "ms": 2500}}}})
+    job = uuid.uuid4()
+    await submit(pool, [lot(job, 0, [image_host.url("img/a.jpg")])], stack.deps.options)
+    reaper = asyncio.create_task(worker.reaper(pool, stack.deps.options))
+    try:
+        await run_job(pool, stack, [], job_id=job)
+    finally:
+        reaper.cancel()
+        await asyncio.gather(reaper, return_exceptions=True)
+    assert len(calls_of(sim, job)) == 1
+    [row] = await work_rows(pool, job)
+    assert (row["status"], row["attempts"], row["model_calls"]) == ("done", 1, 1)

@@ -172,7 +172,11 @@ class OpenAIAssessor:
             call_id = await calls.started(list(lot.images))
             started = time.monotonic()
             try:
-                raw = await self._client.responses.with_raw_response.create(**request)
+                # The deep parts (the schema, the image list) go as extra_body: the SDK would
+                # otherwise walk them through its TypedDict transform, ~3 ms of CPU per call.
+                raw = await self._client.responses.with_raw_response.create(
+                    model=request.pop("model"), extra_body=request
+                )
                 response = raw.parse()
             except (openai.OpenAIError, ValueError) as exc:
                 error = llm.classify(exc)
