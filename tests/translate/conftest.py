@@ -102,6 +102,7 @@ async def running_workers(
     *,
     breaker: Breaker | None = None,
     workers: int = 4,
+    claim_where: str = "TRUE",
     **options: Any,
 ) -> AsyncIterator[Breaker]:
     """The translate workers and reaper in this process, against the simulator.
@@ -127,6 +128,7 @@ async def running_workers(
             breaker=breaker,
             wake=wake,
             owner=f"test-{uuid.uuid4().hex[:6]}",
+            claim_where=claim_where,
         )
         tasks = [asyncio.create_task(worker.run_worker(deps, i)) for i in range(workers)]
         tasks.append(asyncio.create_task(worker.run_reaper(pool, opts.reap_interval_s)))

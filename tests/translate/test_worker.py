@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from gen_common.breaker import Breaker, BreakerSettings, State
 from gen_common.events import LotAssessed
-from gen_translate import finish, handler
+from gen_translate import batch_path, finish, handler
 from openai_sim.process import RunningSim
 
 from .conftest import (
@@ -142,3 +142,19 @@ async def test_503s_open_the_breaker_and_every_lot_completes(
     assert breaker.rejected > 0
     assert await failed_outcomes(pool, job_id) == 0
     assert len(await emitted(pool, job_id)) == 6
+
+
+async def test_batch_path_rows_are_left_to_the_batch_engine(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    """With a Batch API threshold, realtime workers take small and non-batch jobs only."""
+    big = await create_job(pool, 3, mode="batch")
+    small = await create_job(pool, 2, mode="batch")
+    async with running_workers(pool, sim, claim_where=batch_path.realtime_where(2)):
+        await deliver(pool, *[assessed(big, seq, mode="batch") for seq in range(3)])
+        await deliver(pool, *[assessed(small, seq, mode="batch") for seq in range(2)])
+        await wait_translated(pool, small, 2, timeout=10)
+    assert len(await emitted(pool, small)) == 2
+    assert await emitted(pool, big) == []
+    statuses = await pool.fetch("SELECT status FROM translate_work WHERE job_id = $1", big)
+    assert [r["status"] for r in statuses] == ["queued"] * 3

@@ -1,7 +1,8 @@
 """Composition root of the translate stage.
 
 Runs the consumer (lots.assessed, jobs.control), N workers, the lease reaper and the outbox
-relay, all on one pool; topics are ensured at start.
+relay, all on one pool; topics are ensured at start. With ``TRANSLATE__BATCH_MIN_LOTS`` set, the
+work rows of batch-mode jobs above that size go to the Batch API engine instead of the workers.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import os
 import socket
 from contextlib import AsyncExitStack
 
-from gen_common import db, kafka, llm, outbox, service
+from gen_common import db, kafka, llm, openai_batch, outbox, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
 
-from gen_translate import handler, worker
+from gen_translate import batch_path, handler, worker
 from gen_translate.describe import OpenAIDescriber
 from gen_translate.settings import TranslateSettings
 
@@ -36,6 +37,7 @@ async def run(settings: TranslateSettings) -> None:
         stack.push_async_callback(pool.release, listener)
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
         stack.push_async_callback(listener.remove_listener, handler.WAKE_CHANNEL, wake.notify)
+        batch_lots = opts.batch_min_lots
         deps = worker.WorkerDeps(
             pool=pool,
             describer=OpenAIDescriber(client, opts),
@@ -43,6 +45,7 @@ async def run(settings: TranslateSettings) -> None:
             breaker=Breaker(settings.breaker),
             wake=wake,
             owner=f"{socket.gethostname()}-{os.getpid()}",
+            claim_where="TRUE" if batch_lots is None else batch_path.realtime_where(batch_lots),
         )
         handler_deps = handler.Deps(sync_budget_s=opts.sync_budget_s)
         subscriptions = [
@@ -51,7 +54,11 @@ async def run(settings: TranslateSettings) -> None:
                 LotAssessed,
                 functools.partial(handler.on_assessed, deps=handler_deps),
             ),
-            kafka.Subscription(JOBS_CONTROL, JobCancelRequested, handler.on_control),
+            kafka.Subscription(
+                JOBS_CONTROL,
+                JobCancelRequested,
+                handler.on_control if batch_lots is None else batch_path.on_control,
+            ),
         ]
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
@@ -61,6 +68,9 @@ async def run(settings: TranslateSettings) -> None:
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
             for index in range(opts.workers):
                 tasks.create_task(worker.run_worker(deps, index))
+            if batch_lots is not None:
+                source = batch_path.TranslateBatchSource(pool, options=opts, min_lots=batch_lots)
+                tasks.create_task(openai_batch.run(pool, client, source, opts.batch))
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from gen_common.breaker import BreakerSettings
+from gen_common.openai_batch import BatchOptions
 from gen_common.settings import OpenAISettings, ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -50,6 +51,11 @@ class TranslateOptions(BaseModel):
     retry_max_s: float = Field(default=300.0, gt=0)
     idle_poll_s: float = Field(default=1.0, gt=0, description="worker poll when not woken")
     reap_interval_s: float = Field(default=1.0, gt=0)
+    batch_min_lots: int | None = Field(
+        default=None,
+        description="batch-mode jobs with more lots go to the Batch API path; None: all realtime",
+    )
+    batch: BatchOptions = BatchOptions()
 
 
 class TranslateSettings(ServiceSettings):

@@ -57,6 +57,7 @@ class WorkerDeps:
     breaker: Breaker
     wake: Wakeup
     owner: str
+    claim_where: str = "TRUE"  # SQL over translate_work: the rows the realtime path takes
 
 
 async def run_worker(deps: WorkerDeps, index: int) -> None:
@@ -67,20 +68,32 @@ async def run_worker(deps: WorkerDeps, index: int) -> None:
                 wait = deps.breaker.open_for() or deps.options.idle_poll_s / 10
                 await asyncio.sleep(min(wait, deps.options.idle_poll_s))
                 continue
-            seen = deps.wake.generation
-            async with deps.pool.acquire() as conn:
-                rows = await jobs.claim(conn, WORK, owner=owner, lease_s=deps.options.lease_s)
-                if rows:
-                    source = await store.lot_source(conn, rows[0]["job_id"], rows[0]["lot_seq"])
-            if not rows:
-                deps.breaker.record_ignored()  # give a half-open permit back
-                await deps.wake.wait(seen, deps.options.idle_poll_s)
-                continue
-            await translate_one(deps, owner, rows[0], source)
+            try:
+                await _claim_and_translate(deps, owner)
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                # PostgreSQL went away: a claimed row's lease expires and the reaper requeues it.
+                deps.breaker.record_ignored()
+                log.warning("worker pass failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(deps.options.idle_poll_s)
     finally:
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             async with deps.pool.acquire() as conn:
                 await jobs.release(conn, WORK, owner=owner)
+
+
+async def _claim_and_translate(deps: WorkerDeps, owner: str) -> None:
+    seen = deps.wake.generation
+    async with deps.pool.acquire() as conn:
+        rows = await jobs.claim(
+            conn, WORK, owner=owner, lease_s=deps.options.lease_s, where=deps.claim_where
+        )
+        if rows:
+            source = await store.lot_source(conn, rows[0]["job_id"], rows[0]["lot_seq"])
+    if not rows:
+        deps.breaker.record_ignored()  # give a half-open permit back
+        await deps.wake.wait(seen, deps.options.idle_poll_s)
+        return
+    await translate_one(deps, owner, rows[0], source)
 
 
 def _remaining_s(deadline: datetime | None) -> float | None:
