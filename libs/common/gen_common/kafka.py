@@ -90,6 +90,18 @@ class Publisher:
         await asyncio.gather(*futures)
         return len(futures)
 
+    async def publish_encoded(self, topic: str, records: Iterable[tuple[str, bytes]]) -> int:
+        """Like :meth:`publish_many` for events already encoded: ``(key, value)`` pairs on one
+        topic (base name). Waits for every acknowledgement; raises if any failed."""
+        headers = self._headers()
+        name = self._settings.topic(topic)
+        futures = [
+            await self._producer.send(name, value, key=key.encode(), headers=headers)
+            for key, value in records
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+
 
 @asynccontextmanager
 async def open_publisher(settings: KafkaSettings) -> AsyncIterator[Publisher]:
@@ -205,8 +217,8 @@ async def consume(
         heartbeat_interval_ms=settings.session_timeout_ms // 3,
         max_poll_records=settings.max_poll_records,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         while True:
             batches = await consumer.getmany(timeout_ms=1000)
             if not batches:

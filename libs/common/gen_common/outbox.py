@@ -64,20 +64,21 @@ async def publish_pending(pool: asyncpg.Pool, publisher: Publisher, *, batch: in
 async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0) -> None:
     """Publish outbox rows until cancelled; wakes on NOTIFY, polls every ``idle_s`` anyway."""
     wake = asyncio.Event()
-    listener = await pool.acquire()
-    try:
-        await listener.add_listener(CHANNEL, lambda *_: wake.set())
-        while True:
-            try:
-                if await publish_pending(pool, publisher):
-                    continue
-            except (OSError, asyncpg.PostgresConnectionError) as exc:
-                log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), idle_s)
-    finally:
+
+    def on_notify(*_: object) -> None:
+        wake.set()
+
+    async with pool.acquire() as listener:
+        await listener.add_listener(CHANNEL, on_notify)
         try:
-            await listener.remove_listener(CHANNEL, lambda *_: None)
+            while True:
+                try:
+                    if await publish_pending(pool, publisher):
+                        continue
+                except (OSError, asyncpg.PostgresConnectionError) as exc:
+                    log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), idle_s)
         finally:
-            await pool.release(listener)
+            await listener.remove_listener(CHANNEL, on_notify)
