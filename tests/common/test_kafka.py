@@ -213,10 +213,10 @@ async def test_tail_reads_only_new_events(kafka_settings: KafkaSettings) -> None
                 kafka_settings,
                 topics=[LOTS_SUBMITTED],
                 models={LOTS_SUBMITTED: LotSubmitted},
-                callback=lambda e: seen.append(e.lot_seq),
+                callback=lambda e: seen.append(events_lot_seq(e)),
                 started=started,
             )
-        )  # type: ignore[attr-defined]
+        )
         try:
             await asyncio.wait_for(started.wait(), 30)
             await publisher.publish(_lot(job, 1))
