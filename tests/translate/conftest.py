@@ -123,7 +123,7 @@ async def running_workers(
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
         deps = worker.WorkerDeps(
             pool=pool,
-            describer=OpenAIDescriber(client, opts),
+            describer=OpenAIDescriber(client, opts, llm.Throttle(opts.throttle)),
             options=opts,
             breaker=breaker,
             wake=wake,

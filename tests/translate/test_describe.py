@@ -32,7 +32,8 @@ async def client(sim: RunningSim) -> AsyncIterator[AsyncOpenAI]:
 
 
 def describer(client: AsyncOpenAI, **options: object) -> OpenAIDescriber:
-    return OpenAIDescriber(client, TranslateOptions(**options))
+    opts = TranslateOptions(**options)
+    return OpenAIDescriber(client, opts, llm.Throttle(opts.throttle))
 
 
 async def test_translation_text_usage_and_request(client: AsyncOpenAI, sim: RunningSim) -> None:
@@ -103,3 +104,21 @@ async def test_call_timeout_is_retryable(client: AsyncOpenAI, sim: RunningSim) -
         await describer(client).translate(
             text=DESCRIPTION_EN, language="ru", metadata=META, timeout_s=0.3
         )
+
+
+async def test_rate_limit_headers_and_429s_pace_the_throttle(
+    client: AsyncOpenAI, sim: RunningSim
+) -> None:
+    sim.admin.config({"rate_limits": {"models": {"gpt-6-luna": {"rpm": 10, "tpm": 10_000_000}}}})
+    opts = TranslateOptions()
+    throttle = llm.Throttle(opts.throttle)
+    d = OpenAIDescriber(client, opts, throttle)
+    await d.translate(text=DESCRIPTION_EN, language="ru", metadata=META, timeout_s=None)
+    assert throttle.spacing == pytest.approx(60.0 / 10)  # 9 of 10 requests left: pace them
+    window = throttle.window
+    sim.admin.config({"storm": {"kind": "429", "duration_s": 30, "retry_after_ms": 1000}})
+    with pytest.raises(RateLimited):
+        await d.translate(text=DESCRIPTION_EN, language="ru", metadata=META, timeout_s=None)
+    assert throttle.rate_limited == 1
+    assert throttle.window == window / 2
+    assert throttle.delay() > 0.5  # every caller now waits for the retry-after

@@ -40,7 +40,7 @@ async def run(settings: TranslateSettings) -> None:
         batch_lots = opts.batch_min_lots
         deps = worker.WorkerDeps(
             pool=pool,
-            describer=OpenAIDescriber(client, opts),
+            describer=OpenAIDescriber(client, opts, llm.Throttle(opts.throttle)),
             options=opts,
             breaker=Breaker(settings.breaker),
             wake=wake,

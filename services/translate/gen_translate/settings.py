@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from gen_common.breaker import BreakerSettings
+from gen_common.llm import ThrottleSettings
 from gen_common.openai_batch import BatchOptions
 from gen_common.settings import OpenAISettings, ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -56,6 +57,7 @@ class TranslateOptions(BaseModel):
         description="batch-mode jobs with more lots go to the Batch API path; None: all realtime",
     )
     batch: BatchOptions = BatchOptions()
+    throttle: ThrottleSettings = ThrottleSettings()
 
 
 class TranslateSettings(ServiceSettings):
