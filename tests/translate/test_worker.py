@@ -69,7 +69,7 @@ async def test_sync_budget_lists_pending_languages(pool: asyncpg.Pool, sim: Runn
     sim.admin.config({"latency": {"kinds": {"text": {"dist": "fixed", "ms": 3000}}}})
     job_id = await create_job(pool, 1, mode="sync")
     started = time.monotonic()
-    async with running_workers(pool, sim, workers=1):
+    async with running_workers(pool, sim, workers=1) as breaker:
         await deliver(
             pool,
             assessed(job_id, languages=["ja", "ko", "en", "de"], mode="sync"),
@@ -77,6 +77,7 @@ async def test_sync_budget_lists_pending_languages(pool: asyncpg.Pool, sim: Runn
         )
         await wait_translated(pool, job_id, 1, timeout=10)
     took = time.monotonic() - started
+    assert breaker.snapshot()["failures"] == 0, "our own budget is no upstream failure"
     [event] = await emitted(pool, job_id)
     assert [d.language for d in event.descriptions] == ["en"]
     assert event.descriptions[0].damages == DESCRIPTION_EN  # never English under another code

@@ -133,12 +133,13 @@ async def translate_one(
                     "lot_seq": str(lot_seq),
                     "target_language": language,
                 },
-                timeout_s=remaining,
+                # the SDK's own timeout a little later: the budget's cut-off is not an upstream
+                # failure, so it must not reach the breaker or the throttle as one
+                timeout_s=None if remaining is None else remaining + 1.0,
             )
     except (TimeoutError, RetryableError, PermanentError) as exc:
         error = exc
-    finally:
-        deps.breaker.record(outcome_of(error), time.monotonic() - started)
+    deps.breaker.record(outcome_of(error), time.monotonic() - started)
     if error is None:
         outcome = Outcome(
             job_id,
