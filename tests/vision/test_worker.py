@@ -234,3 +234,16 @@ async def test_lease_is_renewed_during_a_call_longer_than_the_lease(
     assert len(calls_of(sim, job)) == 1
     [row] = await work_rows(pool, job)
     assert (row["status"], row["attempts"], row["model_calls"]) == ("done", 1, 1)
+
+
+async def test_a_lot_cancelled_meanwhile_is_stored_but_not_announced(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    stack: Stack = await make_deps()
+    job = uuid.uuid4()
+    await submit(pool, [lot(job, 0, [image_host.url("img/a.jpg")])], stack.deps.options)
+    await pool.execute("UPDATE lots SET status = 'cancelled' WHERE job_id = $1", job)
+    await run_job(pool, stack, [], job_id=job)
+    assert await outbox_events(pool, job) == []
+    assert await pool.fetchval("SELECT count(*) FROM vision_results WHERE job_id = $1", job) == 1
+    assert await pool.fetchval("SELECT status FROM lots WHERE job_id = $1", job) == "cancelled"

@@ -71,7 +71,7 @@ async def record_assessed(
     via_batch: bool = False,
 ) -> bool:
     """Store the result, account tokens/cost, emit LotAssessed; False if already recorded."""
-    stored = await store.save_result(
+    status = await store.save_result(
         conn,
         job_id=lot.job_id,
         lot_seq=lot.lot_seq,
@@ -83,10 +83,10 @@ async def record_assessed(
         usage=usage,
         via_batch=via_batch,
     )
-    if not stored:
+    if status is None:
         return False
-    if await store.lot_status(conn, lot.job_id, lot.lot_seq) == "cancelled":
-        return True  # kept for the cost record; a cancelled lot announces nothing more
+    if status != "assessed":
+        return True  # e.g. cancelled: kept for the cost record, but announces nothing more
     await outbox.add(
         conn,
         LotAssessed(

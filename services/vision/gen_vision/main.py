@@ -72,6 +72,6 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             for index in range(o.workers):
                 tg.create_task(worker.run(deps, index))
             if o.metrics_port is not None:
-                tg.create_task(metrics.serve(o.metrics_port, breaker))
+                tg.create_task(metrics.serve(o.metrics_port, breaker, host=o.metrics_host))
             if started is not None:
                 started.set()

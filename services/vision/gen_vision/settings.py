@@ -79,6 +79,7 @@ class VisionOptions(_Frozen):
         default=True, description="refuse to start when a configured model is shut down"
     )
     metrics_port: int | None = Field(default=None, description="prometheus /metrics; None: off")
+    metrics_host: str = "127.0.0.1"
     images: ImageOptions = ImageOptions()
     breaker: BreakerSettings = BreakerSettings()
     throttle: ThrottleSettings = ThrottleSettings()

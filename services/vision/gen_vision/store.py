@@ -160,14 +160,36 @@ async def save_result(
     response_id: str | None,
     usage: TokenUsage,
     via_batch: bool,
-) -> bool:
-    """Insert the result and account it on the lot and job; False if the lot had one already."""
-    status = await conn.execute(
-        """INSERT INTO vision_results (job_id, lot_seq, assessment, html, missing_images, model,
-                                       response_id, via_batch, input_tokens, cached_tokens,
-                                       output_tokens, reasoning_tokens, cost_usd)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
+) -> str | None:
+    """Insert the result and account it on the lot and the job, in one statement.
+
+    Returns the lot's status afterwards (``assessed``, or e.g. ``cancelled``), or None when the
+    lot already had a result (nothing was changed).
+    """
+    status: str | None = await conn.fetchval(
+        """WITH r AS (
+               INSERT INTO vision_results (job_id, lot_seq, assessment, html, missing_images,
+                                           model, response_id, via_batch, input_tokens,
+                                           cached_tokens, output_tokens, reasoning_tokens,
+                                           cost_usd)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               ON CONFLICT (job_id, lot_seq) DO NOTHING
+               RETURNING job_id, lot_seq),
+           j AS (
+               UPDATE jobs SET input_tokens = input_tokens + $9,
+                      cached_tokens = cached_tokens + $10, output_tokens = output_tokens + $11,
+                      reasoning_tokens = reasoning_tokens + $12, cost_usd = cost_usd + $13,
+                      updated_at = now()
+               FROM r WHERE jobs.job_id = r.job_id)
+           UPDATE lots SET status = CASE WHEN lots.status IN ('pending', 'assessing')
+                                         THEN 'assessed' ELSE lots.status END,
+                  missing_images = $5, input_tokens = lots.input_tokens + $9,
+                  cached_tokens = lots.cached_tokens + $10,
+                  output_tokens = lots.output_tokens + $11,
+                  reasoning_tokens = lots.reasoning_tokens + $12,
+                  cost_usd = lots.cost_usd + $13, updated_at = now()
+           FROM r WHERE lots.job_id = r.job_id AND lots.lot_seq = r.lot_seq
+           RETURNING lots.status""",
         job_id,
         lot_seq,
         assessment,
@@ -181,39 +203,6 @@ async def save_result(
         usage.output_tokens,
         usage.reasoning_tokens,
         usage.cost_usd,
-    )
-    if not status.endswith(" 1"):
-        return False
-    tokens = (usage.input_tokens, usage.cached_tokens, usage.output_tokens, usage.reasoning_tokens)
-    await conn.execute(
-        """UPDATE lots SET status = CASE WHEN status IN ('pending', 'assessing')
-                                         THEN 'assessed' ELSE status END,
-                  missing_images = $3, input_tokens = input_tokens + $4,
-                  cached_tokens = cached_tokens + $5, output_tokens = output_tokens + $6,
-                  reasoning_tokens = reasoning_tokens + $7, cost_usd = cost_usd + $8,
-                  updated_at = now()
-           WHERE job_id = $1 AND lot_seq = $2""",
-        job_id,
-        lot_seq,
-        missing_images,
-        *tokens,
-        usage.cost_usd,
-    )
-    await conn.execute(
-        """UPDATE jobs SET input_tokens = input_tokens + $2, cached_tokens = cached_tokens + $3,
-                  output_tokens = output_tokens + $4, reasoning_tokens = reasoning_tokens + $5,
-                  cost_usd = cost_usd + $6, updated_at = now()
-           WHERE job_id = $1""",
-        job_id,
-        *tokens,
-        usage.cost_usd,
-    )
-    return True
-
-
-async def lot_status(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> str | None:
-    status: str | None = await conn.fetchval(
-        "SELECT status FROM lots WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
     )
     return status
 
