@@ -253,14 +253,14 @@ async def test_batch_more_than_50000_lots(ingest: Ingest) -> None:
 
 
 async def test_batch_estimated_file_too_large(make_ingest: MakeIngest) -> None:
-    ingest = await make_ingest(max_batch_file_bytes=100_000)
+    ingest = await make_ingest(max_batch_file_bytes=50_000)
     lots = [lot(i, images=20) for i in range(40)]
     response = await ingest.v1(request_v1(lots))
     assert response.status_code == 400
     error = response.json()["error"]
     assert error.startswith("Estimated batch file too large: ")
-    assert error.endswith(" > 100000")
-    assert float(error.split(": ")[1].split(" > ")[0]) > 100_000
+    assert error.endswith(" > 50000")
+    assert float(error.split(": ")[1].split(" > ")[0]) > 50_000
 
 
 async def test_batch_lot_line_above_1mb(ingest: Ingest) -> None:

@@ -56,11 +56,13 @@ async def generate_descriptions(request: Request, deps: DepsDep) -> Response:
     if wait:
         return too_many(wait)
     body = await read_body(request)
-    req = check_v1(parse_json(body), deps.v1_key, opts)
     identity = idempotency.key_of(
         request.headers.get("idempotency-key"), body, dedupe=opts.duplicate_window_s > 0
     )
-    del body
+    data = parse_json(body)
+    del body  # one copy at a time: the bytes go before the lots are checked
+    req = check_v1(data, deps.v1_key, opts)
+    del data
 
     async def produce() -> Response:
         if len(req.lots) == 1:

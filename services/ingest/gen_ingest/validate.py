@@ -7,12 +7,14 @@ lot or image entry of the wrong type is a 400, never a 500.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from gen_common.signing import matches_hex, sign_lots
+from gen_common.signing import canonical_json, matches_hex, sign_lots
 
 from gen_ingest.settings import IngestOptions
 
@@ -23,8 +25,8 @@ MAX_INFO = 100_000
 MAX_WEBHOOK = 2048
 MAX_LOT_ID = 255
 MAX_LANGUAGES = 50
-LINE_OVERHEAD = 2_000  # custom_id, model, instructions of one OpenAI batch line (estimate)
-IMAGE_OVERHEAD = 60  # {"type":"input_image","image_url":...,"detail":"low"}
+LINE_OVERHEAD = 400  # custom_id, method, url, model of one OpenAI batch line (estimate)
+IMAGE_OVERHEAD = 40  # {"type":"input_image","image_url":...} around each URL
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -63,7 +65,7 @@ def check_v1(data: Any, key: bytes, opts: IngestOptions) -> Request:
     if data["version"] != VERSION:
         raise Rejected(400, f"Unsupported version: {_py_str(data['version'])}")
     try:
-        expected = sign_lots(key, data["lots"])
+        expected = lots_signature(key, data["lots"])
     except (RecursionError, ValueError) as exc:
         raise Rejected(400, "Request JSON nested too deeply") from exc
     if not matches_hex(expected, data["signature"]):
@@ -78,6 +80,23 @@ def check_v1(data: Any, key: bytes, opts: IngestOptions) -> Request:
     if len(lots) == 1:
         return Request([sync_lot(lots[0], opts)], languages, webhook_url)
     return Request(batch_lots(lots, opts), languages, webhook_url)
+
+
+def lots_signature(key: bytes, lots: Any) -> str:
+    """``sign_lots`` computed lot by lot, so the canonical text of a large job is never whole.
+
+    The canonical JSON of a list is ``"[" + ",".join(canonical(item)) + "]"``, so feeding the
+    HMAC item by item gives exactly gen_common.signing.sign_lots(key, lots).
+    """
+    if not isinstance(lots, list):
+        return sign_lots(key, lots)
+    mac = hmac.new(key, b"[", hashlib.sha256)
+    for index, item in enumerate(lots):
+        if index:
+            mac.update(b",")
+        mac.update(canonical_json(item))
+    mac.update(b"]")
+    return mac.hexdigest()
 
 
 def check_languages(languages: list[Any]) -> list[str]:
@@ -119,6 +138,7 @@ def batch_lots(raw_lots: list[Any], opts: IngestOptions) -> list[Lot]:
         if not isinstance(raw, dict):
             raise Rejected(400, f"lots[{index}] must be an object")
         lots.append(_lot(raw, index, opts, lot_id=raw.get("lot_id") or f"lot_{index}"))
+        raw_lots[index] = None  # the parsed dicts go as soon as their lot is taken over
     check_sizes(lots, opts)
     return lots
 
