@@ -1,10 +1,11 @@
 """The vision service's composition root: ``python -m gen_vision``.
 
 Runs the lots.submitted / jobs.control consumer (group "vision"), N realtime workers, the lease
-reaper, the NOTIFY listener that wakes idle workers, and the outbox relay. At start it creates
-missing topics and checks the configured model against ``GET /v1/models`` (a shutdown date is a
-warning; an already shut-down model refuses the start unless ``VISION__REFUSE_RETIRED_MODELS``
-is false).
+reaper, the NOTIFY listener that wakes idle workers, the outbox relay and, when
+``VISION__BATCH_MIN_LOTS`` is set, the Batch API engine for larger batch-mode jobs. At start it
+creates missing topics and checks the configured model against ``GET /v1/models`` (a shutdown
+date is a warning; an already shut-down model refuses the start unless
+``VISION__REFUSE_RETIRED_MODELS`` is false).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import asyncio
 from contextlib import AsyncExitStack
 from functools import partial
 
-from gen_common import db, kafka, llm, outbox, service
+from gen_common import db, kafka, llm, openai_batch, outbox, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
 from gen_common.safe_http import SafeClient
 
-from gen_vision import assess, handler, metrics, worker
+from gen_vision import assess, batch_path, handler, metrics, worker
 from gen_vision.images import ImageChecker
 from gen_vision.settings import VisionSettings
 
@@ -42,23 +43,26 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         )
         publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
         breaker = Breaker(o.breaker, name="openai-vision")
+        assessor = assess.OpenAIAssessor(
+            client,
+            breaker=breaker,
+            throttle=llm.Throttle(o.throttle),
+            options=o,
+            prompt=assess.load_prompt(o.prompt),
+        )
         deps = worker.Deps(
             pool=pool,
-            assessor=assess.OpenAIAssessor(
-                client,
-                breaker=breaker,
-                throttle=llm.Throttle(o.throttle),
-                options=o,
-                prompt=assess.load_prompt(o.prompt),
-            ),
+            assessor=assessor,
             checker=ImageChecker(images, o.images),
             breaker=breaker,
             options=o,
             wakeup=asyncio.Event(),
         )
+        batch = o.batch_min_lots is not None
+        on_cancel = batch_path.on_cancel if batch else handler.on_cancel
         subscriptions = [
             Subscription(LOTS_SUBMITTED, LotSubmitted, partial(handler.on_submitted, options=o)),
-            Subscription(JOBS_CONTROL, JobCancelRequested, handler.on_cancel),
+            Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
         ]
         async with asyncio.TaskGroup() as tg:
             tg.create_task(
@@ -71,6 +75,11 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             tg.create_task(worker.listen(pool, deps.wakeup))
             for index in range(o.workers):
                 tg.create_task(worker.run(deps, index))
+            if batch:  # large batch-mode jobs: the Batch API engine (gen_vision.batch_path)
+                source = batch_path.VisionBatchSource(
+                    pool, checker=deps.checker, assessor=assessor, options=o
+                )
+                tg.create_task(openai_batch.run(pool, client, source, o.batch))
             if o.metrics_port is not None:
                 tg.create_task(metrics.serve(o.metrics_port, breaker, host=o.metrics_host))
             if started is not None:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from gen_common.breaker import BreakerSettings
 from gen_common.llm import ThrottleSettings
+from gen_common.openai_batch import BatchOptions
 from gen_common.settings import OpenAISettings, ServiceSettings
 from gen_common.ssrf import SsrfSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -83,6 +84,7 @@ class VisionOptions(_Frozen):
     images: ImageOptions = ImageOptions()
     breaker: BreakerSettings = BreakerSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+    batch: BatchOptions = BatchOptions()
 
 
 class VisionSettings(ServiceSettings):

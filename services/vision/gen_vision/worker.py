@@ -38,6 +38,13 @@ from gen_vision.images import ImageCheck, ImagesUnreachable, enforce_threshold
 from gen_vision.settings import VisionOptions
 
 log = logging.getLogger(__name__)
+REALTIME = "path = 'realtime'"
+DB_TROUBLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 class Checker(Protocol):
@@ -88,18 +95,24 @@ async def run(deps: Deps, index: int) -> None:
             if not deps.breaker.available():
                 await asyncio.sleep(min(max(deps.breaker.open_for(), 0.05), o.idle_poll_s))
                 continue
-            async with deps.pool.acquire() as conn:
-                rows = await jobs.claim(
-                    conn, store.TABLE, owner=owner, lease_s=o.lease_s, where="path = 'realtime'"
-                )
-            if not rows:
-                deps.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(deps.wakeup.wait(), o.idle_poll_s)
+            try:
+                async with deps.pool.acquire() as conn:
+                    rows = await jobs.claim(
+                        conn, store.TABLE, owner=owner, lease_s=o.lease_s, where=REALTIME
+                    )
+                if rows:
+                    await process(deps, rows[0], owner)
+                    continue
+            except DB_TROUBLE as exc:
+                # The lease (if any) expires and the reaper requeues the lot; nothing is lost.
+                log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
+                await asyncio.sleep(o.idle_poll_s)
                 continue
-            await process(deps, rows[0], owner)
+            deps.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(deps.wakeup.wait(), o.idle_poll_s)
     finally:
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
             async with deps.pool.acquire() as conn:
                 await jobs.release(conn, store.TABLE, owner=owner)
 
@@ -108,7 +121,7 @@ async def _renew(deps: Deps, work_id: int, owner: str) -> None:
     lease = deps.options.lease_s
     while True:
         await asyncio.sleep(lease / 3)
-        with contextlib.suppress(OSError, asyncpg.PostgresConnectionError):
+        with contextlib.suppress(*DB_TROUBLE):
             async with deps.pool.acquire() as conn:
                 if not await store.renew_lease(conn, work_id=work_id, owner=owner, lease_s=lease):
                     return
@@ -239,7 +252,7 @@ async def _failed(
 async def reaper(pool: asyncpg.Pool, options: VisionOptions) -> None:
     """Requeue lots whose worker died (expired lease)."""
     while True:
-        with contextlib.suppress(OSError, asyncpg.PostgresConnectionError):
+        with contextlib.suppress(*DB_TROUBLE):
             async with pool.acquire() as conn:
                 if n := await jobs.reap(conn, store.TABLE):
                     log.warning("requeued lots with expired leases", extra={"count": n})
