@@ -12,6 +12,8 @@ from gen_common.events import LotAssessed
 from gen_translate import batch_path, finish, handler
 from openai_sim.process import RunningSim
 
+from tests.harness.processes import eventually
+
 from .conftest import (
     DESCRIPTION_EN,
     assessed,
@@ -159,3 +161,28 @@ async def test_batch_path_rows_are_left_to_the_batch_engine(
     assert await emitted(pool, big) == []
     statuses = await pool.fetch("SELECT status FROM translate_work WHERE job_id = $1", big)
     assert [r["status"] for r in statuses] == ["queued"] * 3
+
+
+async def test_work_of_a_cancelled_lot_is_dropped_without_a_call(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    """A cancel that lands after the work was queued (e.g. while it was being claimed)."""
+    job_id = await create_job(pool, 1)
+
+    async def settled() -> bool:
+        left = await pool.fetchval(
+            "SELECT count(*) FROM translate_work WHERE job_id = $1 AND status <> 'failed'", job_id
+        )
+        return bool(left == 0)
+
+    async with running_workers(pool, sim):
+        async with pool.acquire() as conn, conn.transaction():
+            await handler.on_assessed(assessed(job_id, languages=["ru", "de"]), conn, DEPS)
+            await conn.execute(
+                "UPDATE translate_lots SET cancelled = true WHERE job_id = $1", job_id
+            )
+        await eventually(settled, timeout=10)
+    errors = await pool.fetch("SELECT last_error FROM translate_work WHERE job_id = $1", job_id)
+    assert [r["last_error"] for r in errors] == ["cancelled", "cancelled"]
+    assert sim.admin.stats()["totals"]["calls"] == 0
+    assert await emitted(pool, job_id) == []
