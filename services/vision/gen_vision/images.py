@@ -104,6 +104,14 @@ class ImageChecker:
                 return f"fetch failed: {type(exc).__name__}"
             return reason
 
+    async def _drain(self, method: str, response: httpx.Response) -> None:
+        """Read a small body so the keep-alive connection can be reused (httpx closes a
+        connection whose body was not consumed); a large or unknown-length body is not read."""
+        length = response.headers.get("content-length", "")
+        small = length.strip().isdigit() and int(length) <= self._options.range_bytes + 1
+        if method == "HEAD" or response.status_code == 304 or small:
+            await response.aread()
+
     async def _probe(self, url: str, method: str, timeout_s: float) -> str | None:
         o = self._options
         headers = {"User-Agent": o.user_agent, "Accept": "image/*"}
@@ -114,6 +122,7 @@ class ImageChecker:
                 async with self._client.stream(
                     method, url, headers=headers, request_timeout=timeout_s
                 ) as (target, response):
+                    await self._drain(method, response)
                     status = response.status_code
                     location = response.headers.get("location")
                     if 300 <= status < 400 and location:

@@ -14,6 +14,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from functools import partial
 
+import httpx
 from gen_common import db, kafka, llm, openai_batch, outbox, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
@@ -38,8 +39,13 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         client = llm.client(settings.openai)
         stack.push_async_callback(client.close)
         await llm.check_models(client, [o.model], refuse_retired=o.refuse_retired_models)
+        keep = o.images.concurrency  # keep-alive for every concurrent check: no reconnect churn
         images = await stack.enter_async_context(
-            SafeClient(o.images.ssrf, timeout=o.images.get_timeout_s)
+            SafeClient(
+                o.images.ssrf,
+                timeout=o.images.get_timeout_s,
+                limits=httpx.Limits(max_connections=keep, max_keepalive_connections=keep),
+            )
         )
         publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
         breaker = Breaker(o.breaker, name="openai-vision")
