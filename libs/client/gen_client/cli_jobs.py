@@ -76,3 +76,23 @@ def results(
     else:
         output.write_bytes(data)
         err.print(f"wrote {output}")
+
+
+def cancel(ctx: typer.Context, job_id: str) -> None:
+    """Cancel a job (queued lots are not processed; finished lots stay)."""
+    with calling(ctx) as client:
+        print_json(client.cancel(job_id))
+
+
+def jobs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="only jobs in this status")] = None,
+    limit: Annotated[int, typer.Option(help="page size (max 100)")] = 10,
+    offset: Annotated[int, typer.Option(help="skip this many")] = 0,
+) -> None:
+    """List jobs, newest first (one JSON object per line)."""
+    with calling(ctx) as client:
+        page = client.list_jobs(status=status, limit=limit, offset=offset)
+    for job in page["jobs"]:
+        print_json(job)
+    err.print(f"{len(page['jobs'])} of {page['pagination']['total']} jobs")
