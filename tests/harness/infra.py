@@ -77,7 +77,7 @@ def kafka(nodes: int = 1) -> Iterator[kafka_local.Cluster | str]:
             yield container.get_bootstrap_server()
         return
     with tempfile.TemporaryDirectory(prefix="gen-kafka-") as tmp:
-        cluster = kafka_local.Cluster(Path(tmp), nodes=nodes, heap_mb=512 if nodes == 1 else 384)
+        cluster = kafka_local.Cluster(Path(tmp), nodes=nodes, heap_mb=1024 if nodes == 1 else 512)
         took = cluster.start()
         jar = next(kafka_local.ensure_jars().glob("kafka_2.13-*.jar")).name
         _announce(

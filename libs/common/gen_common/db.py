@@ -30,9 +30,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release hook for pools whose users keep no session state (see ``open_pool``)."""
+
+
 @asynccontextmanager
-async def open_pool(settings: DbSettings, *, wait_s: float = 30.0) -> AsyncIterator[asyncpg.Pool]:
-    """Open the pool, retrying the first connection for up to ``wait_s`` seconds."""
+async def open_pool(
+    settings: DbSettings, *, wait_s: float = 30.0, reset_on_release: bool = True
+) -> AsyncIterator[asyncpg.Pool]:
+    """Open the pool, retrying the first connection for up to ``wait_s`` seconds.
+
+    ``reset_on_release=False`` skips asyncpg's per-release ``RESET ALL; UNLISTEN *; ...`` round
+    trip; only for services that keep no session state (no SET, LISTEN, advisory locks or
+    cursors outside transactions). asyncpg still rolls back a transaction left open.
+    """
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
@@ -42,6 +53,7 @@ async def open_pool(settings: DbSettings, *, wait_s: float = 30.0) -> AsyncItera
                 max_size=settings.pool_max,
                 command_timeout=settings.command_timeout_s,
                 init=_init_connection,
+                reset=None if reset_on_release else _keep_session,
             )
             break
         except (OSError, asyncpg.CannotConnectNowError) as exc:

@@ -246,6 +246,7 @@ def _cli(argv: list[str]) -> int:
     parser.add_argument("--dir", type=Path, default=REPO / ".run" / "kafka")
     parser.add_argument("--port", type=int, default=19092)
     parser.add_argument("--nodes", type=int, default=1, choices=[1, 3])
+    parser.add_argument("--heap-mb", type=int, default=1024)
     args = parser.parse_args(argv)
     if args.action == "fetch":
         print(ensure_jars())  # noqa: T201
@@ -257,7 +258,7 @@ def _cli(argv: list[str]) -> int:
                 os.kill(int(line), signal.SIGTERM)
         pids.unlink(missing_ok=True)
         return 0
-    cluster = Cluster(args.dir, nodes=args.nodes, first_port=args.port)
+    cluster = Cluster(args.dir, nodes=args.nodes, first_port=args.port, heap_mb=args.heap_mb)
     took = cluster.start()
     pids.write_text(" ".join(str(n.process.pid) for n in cluster.members if n.process))
     print(f"Apache Kafka ready on {cluster.bootstrap_servers} in {took:.1f}s")  # noqa: T201

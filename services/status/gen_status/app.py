@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from gen_common import kafka
+from gen_common import db, kafka
 from gen_common.request_auth import AuthError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -20,7 +20,6 @@ from gen_status.auth import HeaderVerifier
 from gen_status.deps import BodyTooLarge, Deps, DepsDep
 from gen_status.fastpath import BatchStatusFastPath
 from gen_status.metrics import Metrics, MetricsMiddleware
-from gen_status.pool import open_pool
 from gen_status.settings import StatusSettings
 from gen_status.wire import JSONBody, error
 
@@ -77,7 +76,9 @@ def create_app(settings: StatusSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(open_pool(settings.db))
+            pool = await stack.enter_async_context(
+                db.open_pool(settings.db, reset_on_release=False)
+            )
             publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
             app.state.deps = Deps(
                 pool=pool,
