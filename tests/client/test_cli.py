@@ -331,3 +331,16 @@ def test_verify_webhook_command() -> None:
     )
     assert bad.exit_code == 1
     assert "invalid" in bad.output
+
+
+def test_submit_one_lot_goes_sync_and_is_signed(services: Services, tmp_path: Path) -> None:
+    """One lot is a sync request; the service's 400 (past the 403 signature check) proves the
+    signature and surfaces as exit code 1; a wrong key is refused with 403."""
+    lot = tmp_path / "lot.json"
+    lot.write_text('{"lot_id": "S1", "images": [], "additional_info": "Ø"}')
+    answer = services.gen("submit", str(lot), "--languages", "en")
+    assert answer.exit_code == 1
+    assert 'HTTP 400: {"error": "images array cannot be empty"}' in answer.output
+    wrong = services.gen("--shared-key", "not-the-key", "submit", str(lot))
+    assert wrong.exit_code == 1
+    assert 'HTTP 403: {"error": "Invalid signature"}' in wrong.output
