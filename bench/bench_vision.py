@@ -103,6 +103,7 @@ async def run_lots(
     try:
         await asyncio.wait_for(ready.wait(), 60)
         started = time.monotonic()
+        cpu0, load0 = os.times(), os.getloadavg()[0]
         async with kafka.open_publisher(settings.kafka) as publisher:
             await publisher.publish_many(events)
         published = time.monotonic() - started
@@ -123,6 +124,7 @@ async def run_lots(
                 service.result()
             await asyncio.sleep(0.25)
         elapsed = time.monotonic() - started
+        cpu1, load1 = os.times(), os.getloadavg()[0]
     finally:
         service.cancel()
         await asyncio.gather(service, return_exceptions=True)
@@ -133,6 +135,12 @@ async def run_lots(
         "publish_s": round(published, 3),
         "elapsed_s": round(elapsed, 3),
         "lots_per_s": round(done / elapsed, 1),
+        # CPU of this process (the whole vision service; the simulator, image host, Kafka and
+        # PostgreSQL run elsewhere) per lot: the load-independent figure on a shared machine
+        "service_cpu_ms_per_lot": round(
+            1000 * (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / max(done, 1), 2
+        ),
+        "load_avg_1m": [round(load0, 2), round(load1, 2)],
         "samples": samples,
     }
 
