@@ -24,7 +24,7 @@ lint: ## ruff, format check, import contracts
 	$(UV) lint-imports
 
 typecheck: ## mypy --strict over every package and the tests
-	$(UV) mypy libs/common/gen_common libs/devstack/gen_devstack libs/openai_sim/openai_sim \
+	$(UV) mypy libs/common/gen_common libs/devstack/gen_devstack libs/openai_sim/openai_sim libs/client/gen_client \
 	  services/ingest/gen_ingest services/status/gen_status services/vision/gen_vision \
 	  services/translate/gen_translate services/notifier/gen_notifier tests bench
 
