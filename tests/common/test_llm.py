@@ -305,6 +305,8 @@ async def test_throttle_slot_bounds_concurrency_and_spacing() -> None:
     assert peak == 2
     t.spacing = 0.05
     starts.clear()
-    await asyncio.gather(*(call() for _ in range(4)))
+    await asyncio.gather(*(call() for _ in range(10)))
+    # paced at one start per 0.05 s; at most two intervals of catch-up burst
+    assert starts[-1] - starts[0] >= 0.05 * (10 - 1 - 2) - 0.005
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.045
+    assert sum(g < 0.045 for g in gaps) <= 2

@@ -325,7 +325,10 @@ class Throttle:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._cond.wait(), wait if wait > 0 else None)
             self.in_flight += 1
-            self._next_start = max(self._clock(), self._next_start) + self.spacing
+            # GCRA-like: a start that came late (scheduling, DB latency) may be caught up by
+            # up to two intervals, so the sustained rate stays at the limit, not below it.
+            floor = self._clock() - 2 * self.spacing
+            self._next_start = max(floor, self._next_start) + self.spacing
         try:
             yield
         finally:
