@@ -258,7 +258,12 @@ async def main() -> None:
                 "started_at": time.time(),
                 "server": "python -m gen_ingest (one uvicorn process), taskset -c 0",
                 "client": "raw asyncio sockets, keep-alive, pre-signed requests, CPU 1",
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                    "note": "shared by several engineers' test runs; figures vary run to run",
+                },
                 "versions": {"python": platform.python_version(), **versions},
                 "figures": {"v2_single_lot": v2, "job_50k": job},
             },

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import uvicorn
+import uvloop
 from gen_common import service
 
 from gen_ingest.app import create_app
@@ -24,4 +27,6 @@ async def run(settings: IngestSettings) -> None:
 
 def main() -> None:
     settings = IngestSettings()
+    # service.run owns the event loop (asyncio.run), so uvicorn's own loop choice never applies.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     service.run(run(settings), settings.log, name="ingest")

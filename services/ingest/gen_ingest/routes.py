@@ -19,7 +19,8 @@ V1_CLIENT = "v1"
 router = APIRouter()
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:
+    # async: FastAPI runs a plain-def dependency in a worker thread on every request
     deps: Deps = request.app.state.deps
     return deps
 
