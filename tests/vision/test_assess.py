@@ -14,6 +14,8 @@ from openai_sim.process import RunningSim
 
 from .conftest import Stack
 
+pytestmark = pytest.mark.pg  # make_deps builds the worker's Deps around the session pool
+
 
 class CallLog:
     """An in-memory call log (the worker's is a vision_calls row per call)."""
