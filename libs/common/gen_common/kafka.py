@@ -231,6 +231,8 @@ async def consume(
             except (
                 RetryableError,
                 asyncpg.PostgresConnectionError,
+                # SQLSTATE class 57: shutting down (57P01/57P02) or starting up (57P03).
+                asyncpg.exceptions.OperatorInterventionError,
                 OSError,
                 asyncpg.exceptions.InterfaceError,
             ) as exc:
