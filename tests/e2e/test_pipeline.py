@@ -67,7 +67,8 @@ async def test_sync_lot_en_ru_de_with_missing_and_broken_images(
     assert sorted(answered[0]["image_urls"]) == sorted(ok)  # every valid image attached
     assert all(set(ok) <= set(c["image_urls"]) for c in calls)
     assert all(missing not in c["image_urls"] for c in calls)  # our check dropped the 404
-    assert not await checker.settle(pool, system, checker.Expect(job_id, languages=2))
+    found = await checker.settle(pool, system, checker.Expect(job_id, languages=2))
+    assert not found, found
     announce("sync lot", {"seconds": round(took, 3)})
 
 
@@ -85,9 +86,9 @@ async def test_sync_lot_over_the_unreachable_threshold_is_400(
     assert body["error"] == "image_unreachable"
     assert sorted(body["missing_images"]) == sorted([missing, broken])
     job_id = await job_of_lot(pool, f"sync-{tag}")
-    assert not await checker.settle(
-        pool, system, checker.Expect(job_id, languages=2, statuses=("failed",))
-    )
+    expect = checker.Expect(job_id, languages=2, statuses=("failed",))
+    found = await checker.settle(pool, system, expect)
+    assert not found, found
 
 
 async def test_direct_production_creates_and_completes_the_job(
@@ -124,7 +125,8 @@ async def test_direct_production_creates_and_completes_the_job(
     assert status["progress"]["processed_lots"] == total
 
     expect = checker.Expect(job_id, 1, hook_path=hook, completion_path=done)
-    assert not await checker.settle(pool, system, expect)
+    found = await checker.settle(pool, system, expect)
+    assert not found, found
     (completion,) = {r.msg_id: r for r in system.receiver.snapshot() if r.path == done}.values()
     assert completion.json["status"] == "completed"
     assert completion.json["completed_lots"] == total
@@ -290,7 +292,8 @@ async def test_cancel_mid_job_stops_the_pipeline(
             statuses=("completed", "cancelled"),
             in_flight=len(in_flight),
         )
-        assert not await checker.settle(pool, system, expect)
+        found = await checker.settle(pool, system, expect)
+        assert not found, found
         (sent,) = {r.msg_id: r for r in system.receiver.snapshot() if r.path == done}.values()
         assert sent.json["status"] == "cancelled"
     finally:

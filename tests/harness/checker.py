@@ -86,7 +86,15 @@ async def violations(pool: asyncpg.Pool, system: System, expect: Expect) -> list
         out.append(f"I2: lots not terminal: {not_terminal}")
     unexpected = {s: n for s, n in by_status.items() if s in TERMINAL and s not in expect.statuses}
     if unexpected:
-        out.append(f"I2: lot end states {unexpected} not in {expect.statuses}")
+        why = await pool.fetch(
+            "SELECT lot_seq, status, error_code, error_message FROM lots WHERE job_id = $1 "
+            "AND status <> ALL($2::text[]) LIMIT 3",
+            job_id,
+            list(expect.statuses),
+        )
+        out.append(
+            f"I2: lot end states {unexpected} not in {expect.statuses}: {[dict(r) for r in why]}"
+        )
     for table in ("vision_work", "translate_work"):
         busy = await pool.fetchval(
             f"SELECT count(*) FROM {table} WHERE job_id = $1 AND status IN ('queued', 'running')",
@@ -138,7 +146,7 @@ async def _deliveries(
             for body in w2_lots(system.receiver, expect.hook_path).values()
             for lot in body
         )
-        want = Counter(json.dumps(r["lot_id"]) for r in lots if r["status"] in expect.statuses)
+        want = Counter(json.dumps(r["lot_id"]) for r in lots if r["status"] in TERMINAL)
         if per_lot != want:
             missing = sum((want - per_lot).values())
             twice = sum((per_lot - want).values())
