@@ -79,3 +79,13 @@ async def test_cancel_marks_queued_work_and_later_lots(pool: asyncpg.Pool) -> No
     await pool.execute("UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", job)
     await submit(pool, [lot(job, 2, ["https://h/a.jpg"], total=3)], options)
     assert [r["status"] for r in await work_rows(pool, job)] == ["done", "cancelled", "cancelled"]
+
+
+async def test_lots_of_a_job_ingest_aborted_are_dropped(pool: asyncpg.Pool) -> None:
+    job = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO aborted_jobs (job_id, reason) VALUES ($1, 'publish failed')", job
+    )
+    await submit(pool, [lot(job, 0, ["https://h/a.jpg"])], vision_options())
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", job) == 0
+    assert await work_rows(pool, job) == []

@@ -24,6 +24,8 @@ from gen_vision.settings import VisionOptions
 
 
 async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOptions) -> None:
+    if await store.job_aborted(conn, event.job_id):
+        return  # ingest answered 503 for this job: its lots that reached Kafka are dropped
     await store.ensure_job(conn, event)
     await store.ensure_lot(conn, event)
     big = options.batch_min_lots is not None and event.total_lots > options.batch_min_lots

@@ -17,6 +17,11 @@ CHANNEL = "vision_work"
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
 
 
+async def job_aborted(conn: Conn, job_id: uuid.UUID) -> bool:
+    """Did ingest abort this job after some of its lots reached Kafka (aborted_jobs)?"""
+    return bool(await conn.fetchval("SELECT 1 FROM aborted_jobs WHERE job_id = $1", job_id))
+
+
 async def ensure_job(conn: Conn, e: LotSubmitted) -> None:
     await conn.execute(
         """INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
