@@ -68,6 +68,9 @@ class Description(BaseModel):
 
     language: Language
     damages: str = Field(description="HTML, <p> paragraphs")
+    simulated: bool | None = Field(
+        default=None, description="true when the OpenAI simulator, not OpenAI, produced it"
+    )
 
 
 class LotSubmitted(LotEvent):

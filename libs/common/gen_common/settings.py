@@ -49,6 +49,9 @@ class OpenAISettings(_Frozen):
     timeout_s: float = Field(default=120.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=1, ge=0)
+    simulated: bool = Field(
+        default=False, description="base_url is the local simulator: mark output simulated"
+    )
 
 
 class LogSettings(_Frozen):

@@ -51,6 +51,7 @@ def _env(simulated: bool) -> dict[str, str]:
             {
                 "OPENAI__BASE_URL": f"http://127.0.0.1:{SIM_PORT}/v1",
                 "OPENAI__API_KEY": "sk-local-simulator",
+                "OPENAI__SIMULATED": "true",
                 # Demo images and webhooks live on loopback in the simulated stack.
                 "VISION__IMAGES__SSRF__ALLOW_CIDRS": '["127.0.0.0/8"]',
                 "NOTIFIER__SSRF__ALLOW_CIDRS": '["127.0.0.0/8"]',

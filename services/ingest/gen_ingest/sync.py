@@ -33,7 +33,7 @@ def _from_event(event: Reply) -> Outcome:
         return Outcome(False, missing_images=list(event.missing_images), reason=event.reason)
     return Outcome(
         True,
-        descriptions=[d.model_dump() for d in event.descriptions],
+        descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         missing_images=list(event.missing_images),
         pending_languages=list(event.pending_languages),
         warnings=list(event.warnings),

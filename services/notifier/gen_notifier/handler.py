@@ -42,7 +42,7 @@ async def on_translated(event: LotTranslated, conn: Conn, deps: Deps) -> None:
         event.job_id,
         event.lot_seq,
         status="completed",
-        descriptions=[d.model_dump() for d in event.descriptions],
+        descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         missing_images=event.missing_images,
         pending_languages=event.pending_languages,
         warnings=event.warnings,

@@ -38,13 +38,16 @@ def distinct(languages: Sequence[str]) -> list[str]:
 def build_event(lot: asyncpg.Record, results: Sequence[asyncpg.Record]) -> LotTranslated:
     """LotTranslated of a lot whose every language has an outcome: en first, request order."""
     by_language = {r["language"]: r for r in results}
-    descriptions = [Description(language=EN, damages=lot["description_en"])]
+    simulated = True if (lot["assessment"] or {}).get("simulated") else None
+    descriptions = [Description(language=EN, damages=lot["description_en"], simulated=simulated)]
     pending: list[str] = []
     warnings: list[str] = []
     for code in lot["languages"]:
         row = by_language[code]
         if row["outcome"] == "translated":
-            descriptions.append(Description(language=code, damages=row["text"]))
+            descriptions.append(
+                Description(language=code, damages=row["text"], simulated=simulated)
+            )
             continue
         if code not in pending:
             pending.append(code)
@@ -82,7 +85,7 @@ async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTr
         conn,
         job_id,
         lot_seq,
-        descriptions=[d.model_dump() for d in event.descriptions],
+        descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         pending=event.pending_languages,
         warnings=event.warnings,
         usage=event.usage,

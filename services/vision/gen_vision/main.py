@@ -63,6 +63,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             breaker=breaker,
             options=o,
             wakeup=asyncio.Event(),
+            simulated=settings.openai.simulated,
         )
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
