@@ -11,8 +11,12 @@ issue notes ask for. Tests that kill nothing else use the session fixtures for t
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -71,3 +75,27 @@ async def own_pg() -> AsyncIterator[pg_local.Cluster]:
             yield cluster
         finally:
             cluster.stop("immediate")
+
+
+def _pg_ctl(cluster: pg_local.Cluster, *args: str) -> None:
+    cmd = [str(pg_local.bindir() / "pg_ctl"), "-D", str(cluster.data), *args]
+    if cluster.run_as:
+        cmd = ["runuser", "-u", cluster.run_as, "--", *cmd]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def restart_through_recovery(cluster: pg_local.Cluster, *, refusing_s: float) -> None:
+    """Start a crashed cluster again (same port, same data directory) but keep it in recovery,
+    answering every connection with 57P03 "not accepting connections" for ``refusing_s``
+    seconds, then let it finish. This stretches the window that crash recovery opens anyway
+    (57P03 "starting up"), so that clients meet it on every run, not by chance.
+    """
+    signal_file = cluster.data / "standby.signal"
+    signal_file.touch()
+    if cluster.run_as:
+        entry = pwd.getpwnam(cluster.run_as)
+        os.chown(signal_file, entry.pw_uid, entry.pw_gid)
+    log = str(cluster.home / "server.log")
+    _pg_ctl(cluster, "-l", log, "-o", f"-p {cluster.port} -c hot_standby=off", "-w", "start")
+    time.sleep(refusing_s)  # the fault's length, not a synchronisation
+    _pg_ctl(cluster, "-w", "promote")

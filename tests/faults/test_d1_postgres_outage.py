@@ -1,4 +1,5 @@
-"""D1: PostgreSQL ``stop -m immediate`` for 15 s under a consuming counting_consumer process.
+"""D1: PostgreSQL ``stop -m immediate`` for 15 s under a consuming counting_consumer process:
+10 s without a server, then 5 s of recovery that refuses connections (57P03).
 
 The consumer must not commit offsets for rows it could not write, must recover by itself (its
 asyncpg pool reconnects; no process restart) once the same cluster is back on the same port and
@@ -19,10 +20,12 @@ from gen_common.settings import KafkaSettings
 from gen_devstack import pg_local
 
 from tests.faults import history as h
+from tests.faults.conftest import restart_through_recovery
 from tests.harness.processes import child, eventually
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(180)]
-OUTAGE_S = 15.0
+DOWN_S = 10.0  # no server: connections refused
+RECOVERING_S = 5.0  # server back but in recovery: 57P03 on every connection
 
 
 async def test_consumer_survives_a_postgres_crash_and_applies_each_event_once(
@@ -45,7 +48,7 @@ async def test_consumer_survives_a_postgres_crash_and_applies_each_event_once(
                 await pool.expire_connections()
                 down_at = asyncio.get_running_loop().time()
                 await hist.produce(publisher, 1_500, batch=250, pace_s=0)
-                await asyncio.sleep(OUTAGE_S - (asyncio.get_running_loop().time() - down_at))
+                await asyncio.sleep(DOWN_S - (asyncio.get_running_loop().time() - down_at))
                 assert consumer.proc is not None
                 assert consumer.proc.poll() is None, "the consumer exited while the DB was down"
 
@@ -54,7 +57,9 @@ async def test_consumer_survives_a_postgres_crash_and_applies_each_event_once(
                 committed = await h.committed_offsets(
                     settings.bootstrap_servers, prefix + "counter"
                 )
-                await asyncio.to_thread(own_pg.start)  # same port, same data directory
+                # Same port, same data directory.
+                await asyncio.to_thread(restart_through_recovery, own_pg, refusing_s=RECOVERING_S)
+                h.assert_alive(consumer, "while PostgreSQL was recovering")
                 before_crash = await _committed_before_restart(pool, prefix)
                 records = await h.read_topic(settings.bootstrap_servers, topic, settings.partitions)
                 below = {
@@ -73,7 +78,9 @@ async def test_consumer_survives_a_postgres_crash_and_applies_each_event_once(
                 )
                 assert consumer.proc.poll() is None, "the consumer was restarted"
                 assert consumer.stop() == 0, "SIGTERM stops the consumer cleanly"
-        assert "batch failed, rewinding" in log.read_text(), "the outage never hit a batch"
+        consumer_log = log.read_text()
+        assert "batch failed, rewinding" in consumer_log, "the outage never hit a batch"
+        assert "CannotConnectNowError" in consumer_log, "the consumer never met the recovery"
         assert len(hist.acked) == 3_000, f"{hist.failed} publishes failed"
         deliveries = await h.assert_exactly_once(pool, prefix, hist)
         assert len(deliveries) == 3_000
