@@ -19,15 +19,29 @@ from pydantic import SecretStr
 from tests.harness import infra
 
 
+def _announcer(config: pytest.Config) -> Callable[[str], None]:
+    """Write past pytest's output capture, so the log shows the real infrastructure starting."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def announce(line: str) -> None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[infra] {line}")
+
+    return announce
+
+
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    with infra.postgres() as url:
+def pg_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    with infra.postgres(_announcer(pytestconfig)) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def kafka_cluster() -> Iterator[kafka_local.Cluster | str]:
-    with infra.kafka() as cluster:
+def kafka_cluster(pytestconfig: pytest.Config) -> Iterator[kafka_local.Cluster | str]:
+    with infra.kafka(announce=_announcer(pytestconfig)) as cluster:
         yield cluster
 
 

@@ -12,15 +12,16 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gen_devstack import kafka_local, pg_local
 
+Announce = Callable[[str], None]
 
-def _announce(line: str) -> None:
-    """Show on the terminal (past pytest's capture) that real infrastructure started."""
-    sys.__stderr__.write(f"\n[infra] {line}\n") if sys.__stderr__ else None
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(f"[infra] {line}\n")
 
 
 def docker_available() -> bool:
@@ -43,7 +44,7 @@ def docker_available() -> bool:
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
+def postgres(announce: Announce = _to_stderr) -> Iterator[str]:
     """Yield a PostgreSQL URL for the test session."""
     if url := os.environ.get("DB__URL"):
         yield url
@@ -57,7 +58,7 @@ def postgres() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="gen-pg-") as tmp:
         cluster = pg_local.Cluster(Path(tmp))
         took = cluster.start()
-        _announce(f"PostgreSQL {pg_local.bindir()} started at {cluster.url} in {took:.1f}s")
+        announce(f"PostgreSQL {pg_local.bindir()} started at {cluster.url} in {took:.1f}s")
         try:
             yield cluster.url
         finally:
@@ -65,7 +66,7 @@ def postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def kafka(nodes: int = 1) -> Iterator[kafka_local.Cluster | str]:
+def kafka(nodes: int = 1, announce: Announce = _to_stderr) -> Iterator[kafka_local.Cluster | str]:
     """Yield a running local cluster, or a bootstrap string for an external broker."""
     if nodes == 1 and (servers := os.environ.get("KAFKA__BOOTSTRAP_SERVERS")):
         yield servers
@@ -80,9 +81,7 @@ def kafka(nodes: int = 1) -> Iterator[kafka_local.Cluster | str]:
         cluster = kafka_local.Cluster(Path(tmp), nodes=nodes, heap_mb=1024 if nodes == 1 else 512)
         took = cluster.start()
         jar = next(kafka_local.ensure_jars().glob("kafka_2.13-*.jar")).name
-        _announce(
-            f"Apache Kafka {jar} x{nodes} ready on {cluster.bootstrap_servers} in {took:.1f}s"
-        )
+        announce(f"Apache Kafka {jar} x{nodes} ready on {cluster.bootstrap_servers} in {took:.1f}s")
         try:
             yield cluster
         finally:
