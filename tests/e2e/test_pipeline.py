@@ -214,22 +214,30 @@ async def test_cancel_mid_job_stops_the_pipeline(
             "SELECT cancelled_at FROM jobs WHERE job_id = $1", job_id
         )
 
-        async def vision_heard() -> bool:  # its queued rows are cancelled in one statement
-            return not await pool.fetchval(
-                "SELECT count(*) FROM vision_work WHERE job_id = $1 AND status = 'queued'", job_id
+        async def stages_heard() -> bool:  # each stage cancels its queued rows in one statement
+            queued = await pool.fetchval(
+                "SELECT (SELECT count(*) FROM vision_work WHERE job_id = $1 AND status = 'queued')"
+                " + (SELECT count(*) FROM translate_work WHERE job_id = $1 AND status = 'queued')",
+                job_id,
             )
+            return not queued
 
-        await eventually(vision_heard, timeout=30, interval=0.02)
-        # In flight = claimed by a worker when vision applied the cancel (a claimed lot may still
-        # be waiting to start its call); nothing else may reach the model afterwards.
-        in_flight = {
-            r["lot_seq"]
-            for r in await pool.fetch(
-                "SELECT lot_seq FROM vision_work WHERE job_id = $1 AND status = 'running'", job_id
-            )
-        }
+        await eventually(stages_heard, timeout=30, interval=0.02)
+        # In flight = claimed by a vision or translate worker when that stage applied the cancel
+        # (a claimed lot may still be waiting to start its call), or already finished by now.
+        snapshot = await pool.fetch(
+            "SELECT lot_seq FROM vision_work WHERE job_id = $1 AND status = 'running' "
+            "UNION SELECT lot_seq FROM translate_work WHERE job_id = $1 AND status = 'running' "
+            "UNION SELECT lot_seq FROM lots WHERE job_id = $1 AND completed_at > $2",
+            job_id,
+            cancelled_at,
+        )
+        in_flight = {r["lot_seq"] for r in snapshot}
         done_before = await pool.fetchval(
-            "SELECT count(*) FROM lots WHERE job_id = $1 AND status = 'completed'", job_id
+            "SELECT count(*) FROM lots WHERE job_id = $1 AND status = 'completed' "
+            "AND completed_at <= $2",
+            job_id,
+            cancelled_at,
         )
 
         async def settled() -> bool:
@@ -264,7 +272,7 @@ async def test_cancel_mid_job_stops_the_pipeline(
         report = {
             "lots": total,
             "completed_before_cancel": done_before,
-            "claimed_at_cancel": len(in_flight),
+            "in_flight_at_cancel": len(in_flight),
             "completed_after_cancel": len(late),
             "vision_calls_started_after_cancel": len(called_after),
             "last_call_start_after_cancel_s": max(

@@ -87,8 +87,9 @@ async def violations(pool: asyncpg.Pool, system: System, expect: Expect) -> list
     unexpected = {s: n for s, n in by_status.items() if s in TERMINAL and s not in expect.statuses}
     if unexpected:
         why = await pool.fetch(
-            "SELECT lot_seq, status, error_code, error_message FROM lots WHERE job_id = $1 "
-            "AND status <> ALL($2::text[]) LIMIT 3",
+            "SELECT l.lot_seq, l.status, l.error_code, l.error_message, w.last_error "
+            "FROM lots l LEFT JOIN vision_work w USING (job_id, lot_seq) WHERE l.job_id = $1 "
+            "AND l.status <> ALL($2::text[]) LIMIT 3",
             job_id,
             list(expect.statuses),
         )

@@ -276,7 +276,16 @@ def service_envs(
             "VISION__RETRY_BASE_S": "0.2",
             "VISION__RETRY_MAX_S": "2",
             "VISION__METRICS_PORT": str(ports["vision"]),
-            "VISION__IMAGES": json.dumps({"ssrf": {"allow_cidrs": ["127.0.0.0/8"]}}),
+            # 10 s/15 s instead of 3 s/5 s: on a loaded 2-core CI box, the Batch API path's
+            # image checks of 1,000 lots at once sometimes exceeded 3 s (lots failed
+            # image_unreachable although the image host served every request).
+            "VISION__IMAGES": json.dumps(
+                {
+                    "ssrf": {"allow_cidrs": ["127.0.0.0/8"]},
+                    "head_timeout_s": 10,
+                    "get_timeout_s": 15,
+                }
+            ),
         },
         "translate": {
             **openai,
