@@ -306,10 +306,6 @@ def service_envs(
             "NOTIFIER__TIMEOUT_S": "10",
             "NOTIFIER__SCHEDULE_S": json.dumps([0.5, 1, 2, 5, 10]),
             "NOTIFIER__OVERLOAD_MIN_S": "1",
-            # Work-around: gen_notifier.endpoints.sample_breakers compares ``f >= $4 * n`` with
-            # $4 inferred as int8, so the 0.7 rate is sent as 0 and any endpoint with 10
-            # attempts in the window trips (30 s stall) even at 100 % success. Off here.
-            "NOTIFIER__BREAKER_MIN_ATTEMPTS": "1000000",
         },
     }
     for name, extra in (overrides or {}).items():

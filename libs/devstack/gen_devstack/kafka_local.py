@@ -90,11 +90,12 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        used: set[int] = set()
         for i in range(1, self.nodes + 1):
             if self.first_port is not None:
                 port, cport = self.first_port + 2 * (i - 1), self.first_port + 2 * (i - 1) + 1
             else:
-                port, cport = free_port(), free_port()
+                port, cport = _distinct_free_port(used), _distinct_free_port(used)
             self.members.append(Node(i, port, cport, self.base / f"node-{i}"))
 
     @property
@@ -234,6 +235,14 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait()
+
+
+def _distinct_free_port(used: set[int]) -> int:
+    """A free port not handed out before (two free_port() calls can return the same one)."""
+    while (port := free_port()) in used:
+        pass
+    used.add(port)
+    return port
 
 
 def _size(path: Path) -> int:

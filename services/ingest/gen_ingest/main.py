@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-import uvicorn
 import uvloop
-from gen_common import service
+from gen_common import http_server, service
 
 from gen_ingest.app import create_app
 from gen_ingest.settings import IngestSettings
 
 
 async def run(settings: IngestSettings) -> None:
-    config = uvicorn.Config(
+    await http_server.serve(
         create_app(settings),
         host=settings.ingest.host,
         port=settings.ingest.port,
-        log_config=None,
-        access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    await uvicorn.Server(config).serve()
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ async def sample_breakers(conn: Conn, *, now: datetime, o: Any) -> list[str]:
                   breaker_since = $1::timestamptz + make_interval(
                       secs => least($6::float8, $5::float8 * power(2, e.breaker_trips))),
                   breaker_trips = e.breaker_trips + 1, updated_at = now()
-           FROM s WHERE s.endpoint_id = e.id AND s.n >= $3 AND s.f >= $4 * s.n
+           FROM s WHERE s.endpoint_id = e.id AND s.n >= $3 AND s.f >= $4::float8 * s.n
              AND (e.breaker_open_until IS NULL OR e.breaker_open_until <= $1::timestamptz)
            RETURNING e.url""",
         now,

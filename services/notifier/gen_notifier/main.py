@@ -6,13 +6,12 @@ The notifier writes no outbox rows, so it runs no outbox relay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
-import uvicorn
 from fastapi import FastAPI
-from gen_common import db, kafka, service
+from gen_common import db, http_server, kafka, service
 from gen_common.events import (
     JOBS_CONTROL,
     LOTS_FAILED,
@@ -34,23 +33,8 @@ from gen_notifier.settings import NotifierSettings
 from gen_notifier.worker import Sender
 
 
-class _Server(uvicorn.Server):
-    """Uvicorn without its own signal handlers (gen_common.service owns SIGTERM/SIGINT)."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_http(app: FastAPI, host: str, port: int) -> None:
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        server.should_exit = True
-        await task
-        raise
+    await http_server.serve(app, host=host, port=port, lifespan="off")
 
 
 @asynccontextmanager

@@ -7,12 +7,8 @@ uvicorn's supervisor forks the workers and each builds the settings from the env
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterator
-
 import uvicorn
-from gen_common import service
+from gen_common import http_server, service
 
 from gen_status.app import create_app
 from gen_status.settings import StatusSettings
@@ -24,31 +20,15 @@ def app_from_env() -> object:
     return create_app(StatusSettings())
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: gen_common.service.run owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def run(settings: StatusSettings) -> None:
-    config = uvicorn.Config(
+    await http_server.serve(
         create_app(settings),
         host=settings.status.host,
         port=settings.status.port,
         lifespan="on",
-        **_UVICORN,  # type: ignore[arg-type]
+        http="httptools",
+        loop="uvloop",
     )
-    server = _Server(config)
-    serving = asyncio.ensure_future(server.serve())
-    try:
-        await asyncio.shield(serving)
-    except asyncio.CancelledError:
-        # A signal: stop accepting, finish requests in flight, run the lifespan's shutdown.
-        server.should_exit = True
-        await serving
-        raise
 
 
 def main() -> None:
