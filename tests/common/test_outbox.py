@@ -43,5 +43,7 @@ async def test_rolled_back_events_are_never_published_and_committed_ones_are(
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
-    assert received == {e.lot_key for e in kept}
+    # The session database is shared: the relay may also publish other tests' leftover rows.
+    mine = {key for key in received if key.startswith(str(job))}
+    assert mine == {e.lot_key for e in kept}
     assert dropped.lot_key not in received

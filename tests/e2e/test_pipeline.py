@@ -224,11 +224,15 @@ async def test_cancel_mid_job_stops_the_pipeline(
 
         await eventually(stages_heard, timeout=30, interval=0.02)
         # In flight = claimed by a vision or translate worker when that stage applied the cancel
-        # (a claimed lot may still be waiting to start its call), or already finished by now.
+        # (a claimed lot may still be waiting to start its call), translated and on its way to
+        # the notifier, or already finished by now.
         snapshot = await pool.fetch(
             "SELECT lot_seq FROM vision_work WHERE job_id = $1 AND status = 'running' "
             "UNION SELECT lot_seq FROM translate_work WHERE job_id = $1 AND status = 'running' "
-            "UNION SELECT lot_seq FROM lots WHERE job_id = $1 AND completed_at > $2",
+            "UNION SELECT lot_seq FROM lots WHERE job_id = $1 AND completed_at > $2 "
+            # translated before the cancel: its LotTranslated is on its way to the notifier
+            "UNION SELECT lot_seq FROM translate_lots WHERE job_id = $1 "
+            "AND translated_at <= $2",
             job_id,
             cancelled_at,
         )
