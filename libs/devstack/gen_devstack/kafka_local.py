@@ -131,6 +131,7 @@ class Cluster:
                 "unclean.leader.election.enable=false",
                 "replica.lag.time.max.ms=5000",
                 "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=1000",
                 "log.flush.interval.messages=9223372036854775807",
                 "",
             ]
@@ -154,7 +155,10 @@ class Cluster:
 
     def format(self) -> None:
         (self.base / "log4j2.properties").write_text(LOG4J2)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = (
+            self._existing_cluster_id()
+            or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        )
         for node in self.members:
             node.home.mkdir(parents=True, exist_ok=True)
             (node.home / "server.properties").write_text(self._properties(node))
@@ -172,6 +176,16 @@ class Cluster:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+
+    def _existing_cluster_id(self) -> str | None:
+        """A restarted stack keeps its data, so it must keep the id its data was formatted with."""
+        for node in self.members:
+            meta = node.home / "data" / "meta.properties"
+            if meta.exists():
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        return None
 
     def start_node(self, node: Node) -> None:
         log = node.log_path.open("ab")

@@ -169,15 +169,19 @@ def _start_proxy() -> str | None:
     for name, port in PORTS.items():
         conf = conf.replace(f"${{{name.upper()}}}", f"127.0.0.1:{port}")
     (conf_dir / "nginx.conf").write_text(conf)
-    if not _alive("nginx"):
+    if not (conf_dir / "nginx.pid").exists():
         subprocess.run([nginx, "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)], check=True)
     _wait_http(f"http://127.0.0.1:{PROXY_PORT}/health")
     return f"http://127.0.0.1:{PROXY_PORT}"
 
 
 def down() -> None:
-    order = ["nginx", *SERVICES, "openai-sim", "kafka"]
-    for name in order:
+    nginx_pid = RUN / "nginx" / "nginx.pid"  # nginx daemonizes and writes its own pid file
+    if nginx_pid.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(nginx_pid.read_text().strip()), signal.SIGTERM)
+        _say("stopped nginx")
+    for name in [*SERVICES, "openai-sim", "kafka"]:
         pid_file = RUN / "pids" / f"{name}.pid"
         if not pid_file.exists():
             continue
@@ -190,7 +194,7 @@ def down() -> None:
 
 
 def status() -> None:
-    for name in ["kafka", "openai-sim", *SERVICES, "nginx"]:
+    for name in ["kafka", "openai-sim", *SERVICES]:
         _say(f"{name:12} {'running' if _alive(name) else 'stopped'}")
 
 
