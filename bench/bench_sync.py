@@ -46,7 +46,7 @@ class _Images(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer(True)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -169,7 +169,7 @@ async def main() -> None:
         )
         + "\n"
     )
-    print(json.dumps(figures, indent=2))  # noqa: T201
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
