@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from gen_common import kafka
 from gen_common.events import LOTS_SUBMITTED
 from gen_common.settings import KafkaSettings
@@ -44,6 +45,7 @@ async def test_acknowledged_events_survive_a_node_crash_and_apply_once(
         request_timeout_ms=15_000,
     )
     prefix, group = settings.topic_prefix, settings.topic("counter")
+    topic = settings.topic(LOTS_SUBMITTED)
     await pool.execute(counting_consumer.TABLE)
     await kafka.ensure_topics(settings, [LOTS_SUBMITTED])
     hist = h.History()
@@ -55,9 +57,12 @@ async def test_acknowledged_events_survive_a_node_crash_and_apply_once(
             sender = asyncio.create_task(hist.produce(publisher, TOTAL, pace_s=0.05))
             await eventually(lambda: h.reached(pool, prefix, 300, consumer), timeout=90)
             victim = await _coordinator(kafka_trio, group)
-            acked, done = len(hist.acked), await h.applied(pool, prefix)
             kafka_trio.kill(victim)  # SIGKILL the group coordinator's node mid-stream
             killed_at = time.monotonic()
+            # The cluster fences it: leaders, ISRs and the coordinator move to the other two.
+            await eventually(lambda: _fenced(kafka_trio, topic, group, victim), timeout=60)
+            fenced_s = time.monotonic() - killed_at
+            acked, done = len(hist.acked), await h.applied(pool, prefix)
             # Two nodes keep the quorum and the ISR minimum: both sides go on without it.
             await eventually(lambda: _more(hist, acked + 300), timeout=60)
             await eventually(lambda: h.reached(pool, prefix, done + 300, consumer), timeout=60)
@@ -73,8 +78,8 @@ async def test_acknowledged_events_survive_a_node_crash_and_apply_once(
     deliveries = await h.assert_exactly_once(pool, prefix, hist)
     redelivered = sum(1 for n in deliveries.values() if n > 1)
     announce(
-        f"K3: node {victim.node_id} down {down_s:.1f}s; acked {len(hist.acked)}/{TOTAL}, "
-        f"failed {hist.failed}, redelivered {redelivered}"
+        f"K3: node {victim.node_id} down {down_s:.1f}s (fenced after {fenced_s:.1f}s); "
+        f"acked {len(hist.acked)}/{TOTAL}, failed {hist.failed}, redelivered {redelivered}"
     )
     assert len(hist.acked) >= TOTAL * 0.95, f"{hist.failed} of {TOTAL} publishes failed"
 
@@ -87,6 +92,28 @@ async def _coordinator(cluster: kafka_local.Cluster, group: str) -> kafka_local.
     finally:
         await admin.close()
     return next(n for n in cluster.members if n.node_id == node_id)
+
+
+async def _fenced(
+    cluster: kafka_local.Cluster, topic: str, group: str, victim: kafka_local.Node
+) -> bool:
+    """No partition of ``topic`` led by ``victim`` or holding it in its ISR, and the group's
+    coordinator elsewhere."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        coordinator = await admin.find_coordinator(group)
+    except KafkaError:  # e.g. the request went to the dead node; ask again
+        return False
+    finally:
+        await admin.close()
+    partitions = described["partitions"]
+    assert partitions, f"no metadata for {topic}"
+    return coordinator != victim.node_id and all(
+        p["leader"] not in (-1, victim.node_id) and victim.node_id not in p["isr"]
+        for p in partitions
+    )
 
 
 async def _more(hist: h.History, n: int) -> bool:
