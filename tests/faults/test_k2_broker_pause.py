@@ -63,19 +63,22 @@ async def test_consumer_rejoins_after_a_broker_pause_and_applies_each_event_once
     async with kafka.open_publisher(settings) as publisher:
         with child("tests.harness.counting_consumer", env, log) as consumer:
             sender = asyncio.create_task(hist.produce(publisher, TOTAL, pace_s=0.05))
-            await eventually(lambda: h.reached(pool, prefix, 300, consumer), timeout=90)
-            members_before = await _members(settings.bootstrap_servers, group)
-            for node in cluster.members:
-                cluster.signal(node, signal.SIGSTOP)
             try:
-                paused_at = await h.applied(pool, prefix)
-                await asyncio.sleep(PAUSE_S)  # the fault itself: a pause past the session
-            finally:
+                await eventually(lambda: h.reached(pool, prefix, 300, consumer), timeout=90)
+                members_before = await _members(settings.bootstrap_servers, group)
                 for node in cluster.members:
-                    cluster.signal(node, signal.SIGCONT)
-            assert consumer.proc is not None
-            assert consumer.proc.poll() is None, "the consumer exited during the pause"
-            await sender
+                    cluster.signal(node, signal.SIGSTOP)
+                try:
+                    paused_at = await h.applied(pool, prefix)
+                    await asyncio.sleep(PAUSE_S)  # the fault itself: a pause past the session
+                finally:
+                    for node in cluster.members:
+                        cluster.signal(node, signal.SIGCONT)
+                assert consumer.proc is not None
+                assert consumer.proc.poll() is None, "the consumer exited during the pause"
+                await sender
+            finally:
+                sender.cancel()  # only still running if the test failed
             await eventually(lambda: h.reached(pool, prefix, len(hist.acked), consumer), timeout=90)
             members_after = await _members(settings.bootstrap_servers, group)
             assert consumer.proc.poll() is None, "the consumer exited after the pause"
