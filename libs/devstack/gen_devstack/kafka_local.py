@@ -166,8 +166,7 @@ class Cluster:
                 self._java(
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
                     "-c",
                     str(node.home / "server.properties"),
                     "--ignore-formatted",
