@@ -75,7 +75,11 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0
                 try:
                     if await publish_pending(pool, publisher):
                         continue
-                except (OSError, asyncpg.PostgresConnectionError) as exc:
+                except (
+                    OSError,
+                    asyncpg.PostgresConnectionError,
+                    asyncpg.exceptions.OperatorInterventionError,  # 57P03 while PG recovers
+                ) as exc:
                     log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
