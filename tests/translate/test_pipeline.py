@@ -25,12 +25,6 @@ from tests.harness.processes import child, eventually, settings_env
 from .conftest import DESCRIPTION_EN, assessed, create_job
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
-# gen_common.outbox.relay removes its NOTIFY listener with a new lambda (not the one it added),
-# so asyncpg warns when the connection goes back to the pool; under filterwarnings=error the
-# release then fails and Pool.close() waits forever. Reported to the lead; ignored here only.
-RELAY_LISTENER_BUG = pytest.mark.filterwarnings(
-    "ignore:.*active notification listener:asyncpg.InterfaceWarning"
-)
 LANGUAGES = ["en", "ru", "de", "ru"]
 
 
@@ -89,7 +83,6 @@ def check_descriptions(events: list[LotTranslated], job_id: uuid.UUID) -> None:
         assert event.missing_images == ["https://img.example/broken/1.jpg"]
 
 
-@RELAY_LISTENER_BUG
 async def test_assessed_lots_come_out_translated_once(
     pool: asyncpg.Pool, make_settings: Any, kafka_settings: KafkaSettings, sim: RunningSim
 ) -> None:

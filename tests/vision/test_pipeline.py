@@ -28,9 +28,6 @@ from .lots import lot, observe
 pytestmark = [
     pytest.mark.pg,
     pytest.mark.kafka,
-    # gen_common.outbox.relay removes its LISTEN callback with a new lambda, so asyncpg warns
-    # when it releases the connection; as an error that release never happens (reported).
-    pytest.mark.filterwarnings("ignore:.*active notification listener:asyncpg.InterfaceWarning"),
 ]
 
 

@@ -29,7 +29,6 @@ pytestmark = [
     pytest.mark.pg,
     pytest.mark.kafka,
     pytest.mark.e2e,
-    pytest.mark.filterwarnings("ignore:.*active notification listener:asyncpg.InterfaceWarning"),
 ]
 LOTS = 80
 
