@@ -44,6 +44,7 @@ def _env(simulated: bool) -> dict[str, str]:
             "STATUS__PORT": str(PORTS["status"]),
             "NOTIFIER__HTTP_PORT": str(PORTS["notifier"]),
             "VISION__METRICS_PORT": "8003",
+            "TRANSLATE__METRICS_PORT": "8005",
         }
     )
     if simulated:

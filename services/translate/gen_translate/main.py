@@ -13,7 +13,7 @@ import os
 import socket
 from contextlib import AsyncExitStack
 
-from gen_common import db, kafka, llm, openai_batch, outbox, service
+from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
 
@@ -38,11 +38,12 @@ async def run(settings: TranslateSettings) -> None:
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
         stack.push_async_callback(listener.remove_listener, handler.WAKE_CHANNEL, wake.notify)
         batch_lots = opts.batch_min_lots
+        breaker = Breaker(settings.breaker)
         deps = worker.WorkerDeps(
             pool=pool,
             describer=OpenAIDescriber(client, opts, llm.Throttle(opts.throttle)),
             options=opts,
-            breaker=Breaker(settings.breaker),
+            breaker=breaker,
             wake=wake,
             owner=f"{socket.gethostname()}-{os.getpid()}",
             claim_where="TRUE" if batch_lots is None else batch_path.realtime_where(batch_lots),
@@ -68,6 +69,12 @@ async def run(settings: TranslateSettings) -> None:
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
             for index in range(opts.workers):
                 tasks.create_task(worker.run_worker(deps, index))
+            if opts.metrics_port is not None:
+                tasks.create_task(
+                    breaker_metrics.serve(
+                        opts.metrics_port, breaker, stage="translate", host=opts.metrics_host
+                    )
+                )
             if batch_lots is not None:
                 source = batch_path.TranslateBatchSource(pool, options=opts, min_lots=batch_lots)
                 tasks.create_task(openai_batch.run(pool, client, source, opts.batch))

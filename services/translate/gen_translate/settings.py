@@ -58,6 +58,8 @@ class TranslateOptions(BaseModel):
     )
     batch: BatchOptions = BatchOptions()
     throttle: ThrottleSettings = ThrottleSettings()
+    metrics_port: int | None = Field(default=None, description="prometheus /metrics; None: off")
+    metrics_host: str = "127.0.0.1"
 
 
 class TranslateSettings(ServiceSettings):

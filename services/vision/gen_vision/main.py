@@ -15,13 +15,13 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import httpx
-from gen_common import db, kafka, llm, openai_batch, outbox, service
+from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
 from gen_common.safe_http import SafeClient
 
-from gen_vision import assess, batch_path, handler, metrics, worker
+from gen_vision import assess, batch_path, handler, worker
 from gen_vision.images import ImageChecker
 from gen_vision.settings import VisionSettings
 
@@ -88,6 +88,10 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
                 )
                 tg.create_task(openai_batch.run(pool, client, source, o.batch))
             if o.metrics_port is not None:
-                tg.create_task(metrics.serve(o.metrics_port, breaker, host=o.metrics_host))
+                tg.create_task(
+                    breaker_metrics.serve(
+                        o.metrics_port, breaker, stage="vision", host=o.metrics_host
+                    )
+                )
             if started is not None:
                 started.set()
