@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from gen_common import llm, openai_batch
+from gen_common import openai_batch, ratelimits
 from gen_common.breaker import Breaker
 from gen_common.events import JobCancelRequested, LotAssessed
 from gen_common.safe_http import SafeClient
@@ -128,7 +128,7 @@ async def test_vision_lots_complete_through_the_batch_path(
         assessor = assess.OpenAIAssessor(
             client,
             breaker=Breaker(o.breaker),
-            throttle=llm.Throttle(o.throttle),
+            throttle=ratelimits.Throttle(o.throttle),
             options=o,
             prompt=assess.load_prompt(),
         )

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from gen_common import llm
+from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.events import LotAssessed, LotTranslated
 from gen_common.settings import OpenAISettings
@@ -123,7 +123,7 @@ async def running_workers(
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
         deps = worker.WorkerDeps(
             pool=pool,
-            describer=OpenAIDescriber(client, opts, llm.Throttle(opts.throttle)),
+            describer=OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle)),
             options=opts,
             breaker=breaker,
             wake=wake,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from gen_common import llm
+from gen_common import llm, ratelimits
 from gen_common.errors import (
     InvalidModelOutput,
     PermanentError,
@@ -33,7 +33,7 @@ async def client(sim: RunningSim) -> AsyncIterator[AsyncOpenAI]:
 
 def describer(client: AsyncOpenAI, **options: object) -> OpenAIDescriber:
     opts = TranslateOptions(**options)
-    return OpenAIDescriber(client, opts, llm.Throttle(opts.throttle))
+    return OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle))
 
 
 async def test_translation_text_usage_and_request(client: AsyncOpenAI, sim: RunningSim) -> None:
@@ -111,7 +111,7 @@ async def test_rate_limit_headers_and_429s_pace_the_throttle(
 ) -> None:
     sim.admin.config({"rate_limits": {"models": {"gpt-6-luna": {"rpm": 10, "tpm": 10_000_000}}}})
     opts = TranslateOptions()
-    throttle = llm.Throttle(opts.throttle)
+    throttle = ratelimits.Throttle(opts.throttle)
     d = OpenAIDescriber(client, opts, throttle)
     await d.translate(text=DESCRIPTION_EN, language="ru", metadata=META, timeout_s=None)
     assert throttle.spacing == pytest.approx(60.0 / 10)  # 9 of 10 requests left: pace them

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 import uvicorn
-from gen_common import llm
+from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.safe_http import SafeClient
 from gen_common.settings import OpenAISettings
@@ -132,7 +132,7 @@ def openai_settings(sim: RunningSim, **overrides: Any) -> OpenAISettings:
 @dataclass
 class Stack:
     deps: worker.Deps
-    throttle: llm.Throttle
+    throttle: ratelimits.Throttle
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ async def make_deps(pool: asyncpg.Pool, sim: RunningSim) -> AsyncIterator[Any]:
         images = SafeClient(options.images.ssrf)
         opened.extend([client, images])
         breaker = Breaker(options.breaker)
-        throttle = llm.Throttle(options.throttle)
+        throttle = ratelimits.Throttle(options.throttle)
         deps = worker.Deps(
             pool=pool,
             assessor=assess.OpenAIAssessor(

@@ -8,7 +8,7 @@ The call is ``responses.with_raw_response.create`` with the fields as ``extra_bo
 SDK's own ``ResponseCreateParamsNonStreaming``, checked by mypy): the SDK would otherwise run its
 runtime TypedDict transform over them, an identity here that cost ~0.7 ms of CPU per call (2.0
 vs 1.3 ms measured against the simulator). The raw response gives the ``x-ratelimit-*`` headers
-for the shared client-side throttle (:class:`gen_common.llm.Throttle`).
+for the shared client-side throttle (:class:`gen_common.ratelimits.Throttle`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 import openai
-from gen_common import llm
+from gen_common import llm, ratelimits
 from gen_common.errors import InvalidModelOutput, RateLimited
 from gen_common.events import TokenUsage
 from openai import NOT_GIVEN, AsyncOpenAI
@@ -105,7 +105,7 @@ class OpenAIDescriber:
     members of :mod:`gen_common.errors`, sorted by :func:`gen_common.llm.classify`."""
 
     def __init__(
-        self, client: AsyncOpenAI, options: TranslateOptions, throttle: llm.Throttle
+        self, client: AsyncOpenAI, options: TranslateOptions, throttle: ratelimits.Throttle
     ) -> None:
         self._client = client
         self._options = options
@@ -143,7 +143,7 @@ class OpenAIDescriber:
         price = opts.prices.get(opts.model) or opts.prices.get(response.model)
         usage = usage_of(response, price)
         self._throttle.on_response(
-            llm.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
+            ratelimits.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
         )
         return Translation(
             text=translation_of(response),

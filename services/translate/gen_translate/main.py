@@ -13,7 +13,7 @@ import os
 import socket
 from contextlib import AsyncExitStack
 
-from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, service
+from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
 
@@ -41,7 +41,7 @@ async def run(settings: TranslateSettings) -> None:
         breaker = Breaker(settings.breaker)
         deps = worker.WorkerDeps(
             pool=pool,
-            describer=OpenAIDescriber(client, opts, llm.Throttle(opts.throttle)),
+            describer=OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle)),
             options=opts,
             breaker=breaker,
             wake=wake,

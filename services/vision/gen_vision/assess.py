@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 import openai
-from gen_common import llm
+from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, outcome_of
 from gen_common.errors import BreakerOpen, GenError, InvalidModelOutput, RateLimited
 from gen_common.events import TokenUsage
@@ -95,7 +95,7 @@ class OpenAIAssessor:
         client: openai.AsyncOpenAI,
         *,
         breaker: Breaker,
-        throttle: llm.Throttle,
+        throttle: ratelimits.Throttle,
         options: VisionOptions,
         prompt: str,
     ) -> None:
@@ -190,7 +190,7 @@ class OpenAIAssessor:
             self._breaker.record_success(time.monotonic() - started)
         usage = _usage(response)
         self._throttle.on_response(
-            llm.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
+            ratelimits.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
         )
         try:
             result = self._result(response, lot, usage)

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import httpx
-from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, service
+from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
@@ -52,7 +52,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         assessor = assess.OpenAIAssessor(
             client,
             breaker=breaker,
-            throttle=llm.Throttle(o.throttle),
+            throttle=ratelimits.Throttle(o.throttle),
             options=o,
             prompt=assess.load_prompt(o.prompt),
         )

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Literal
 
 from gen_common.breaker import BreakerSettings
-from gen_common.llm import ThrottleSettings
 from gen_common.openai_batch import BatchOptions
+from gen_common.ratelimits import ThrottleSettings
 from gen_common.settings import OpenAISettings, ServiceSettings
 from gen_common.ssrf import SsrfSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
