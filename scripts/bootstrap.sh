@@ -33,8 +33,7 @@ if [ "${WITH_PROXY:-no}" = yes ] && ! command -v nginx >/dev/null 2>&1; then
   apt_install nginx-light
 fi
 
-if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 \
-   && ! command -v docker-compose >/dev/null 2>&1; then
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
   echo "[bootstrap] installing docker-compose (validates docker-compose.yml; no engine needed)"
   apt_install docker-compose
 fi

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from gen_devstack import env_example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,10 +56,9 @@ def _compose_command() -> list[str]:
     return []
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client on this machine")
 def test_docker_compose_file_is_valid() -> None:
     command = _compose_command()
-    assert command, "the docker client is here, so make install provides docker-compose"
+    assert command, "make install provides docker-compose when `docker compose` is missing"
     result = subprocess.run(
         [*command, "config", "--quiet"], cwd=REPO, capture_output=True, text=True, check=False
     )
