@@ -36,6 +36,13 @@ from gen_common.errors import BadSignature
 from gen_common.signing import body_sha256, hmac_hex, v2_string_to_sign
 
 SCHEME = "v2="
+OPENAPI_SECURITY_SCHEME = {  # how the HTTP services describe this scheme in their OpenAPI
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-Signature",
+    "description": "v2=<hex HMAC>; with X-Client-Id, X-Key-Id, X-Timestamp, X-Nonce, "
+    "X-Content-SHA256 (gen_common.request_auth)",
+}
 DEFAULT_SKEW_S = 300
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")

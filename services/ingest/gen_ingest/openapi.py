@@ -12,17 +12,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from gen_common.generated import write_or_check
+from gen_common.request_auth import OPENAPI_SECURITY_SCHEME
 
 from gen_ingest.docs import REQUEST_MODELS
 
 FILE = Path(__file__).resolve().parents[1] / "openapi.json"
-V2_SECURITY = {
-    "type": "apiKey",
-    "in": "header",
-    "name": "X-Signature",
-    "description": "v2=<hex HMAC>; with X-Client-Id, X-Key-Id, X-Timestamp, X-Nonce, "
-    "X-Content-SHA256 (gen_common.request_auth)",
-}
 
 
 def build(app: FastAPI) -> dict[str, Any]:
@@ -35,7 +30,7 @@ def build(app: FastAPI) -> dict[str, Any]:
         generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(generated.pop("$defs", {}))
         schemas[name] = generated
-    components.setdefault("securitySchemes", {})["v2Signature"] = V2_SECURITY
+    components.setdefault("securitySchemes", {})["v2Signature"] = OPENAPI_SECURITY_SCHEME
     app.openapi_schema = schema
     return schema
 
@@ -50,14 +45,9 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in args:
-        if not FILE.exists() or FILE.read_text() != text:
-            sys.stderr.write(f"{FILE} drifted from the app; run python -m gen_ingest.openapi\n")
-            return 1
-        return 0
-    FILE.write_text(text)
-    return 0
+    return write_or_check(
+        FILE, render(), check="--check" in args, regenerate="python -m gen_ingest.openapi"
+    )
 
 
 if __name__ == "__main__":

@@ -9,15 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from gen_common.generated import write_or_check
+from gen_common.request_auth import OPENAPI_SECURITY_SCHEME
 
 PATH = Path(__file__).resolve().parent.parent / "openapi.json"
-V2_SECURITY = {
-    "type": "apiKey",
-    "in": "header",
-    "name": "X-Signature",
-    "description": "v2=<hex HMAC>; with X-Client-Id, X-Key-Id, X-Timestamp, X-Nonce, "
-    "X-Content-SHA256 (gen_common.request_auth)",
-}
 
 
 def build(app: FastAPI) -> dict[str, Any]:
@@ -27,9 +22,8 @@ def build(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    schema.setdefault("components", {}).setdefault("securitySchemes", {})["v2Signature"] = (
-        V2_SECURITY
-    )
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["v2Signature"] = OPENAPI_SECURITY_SCHEME
     app.openapi_schema = schema
     return schema
 
@@ -44,14 +38,9 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if not PATH.exists() or PATH.read_text() != text:
-            sys.stderr.write(f"{PATH} is stale: run python -m gen_status.openapi\n")
-            return 1
-        return 0
-    PATH.write_text(text)
-    return 0
+    return write_or_check(
+        PATH, render(), check="--check" in argv, regenerate="python -m gen_status.openapi"
+    )
 
 
 if __name__ == "__main__":
