@@ -81,4 +81,4 @@ async def test_retry_later_hides_the_row_until_due(pool: asyncpg.Pool, work: str
 
 def test_table_names_are_checked() -> None:
     with pytest.raises(ValueError, match="work table"):
-        jobs._table("x; DROP TABLE jobs")
+        jobs.table_name("x; DROP TABLE jobs")

@@ -7,7 +7,6 @@ own claim filter, request building and result storing, and delegates the queue m
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 
@@ -17,16 +16,12 @@ from gen_common import jobs
 from gen_common.db import Conn
 from gen_common.openai_batch import LineError, batch_owner, check_stage
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
 
 class JobsTable:
     """The batch engine's moves on one ``gen_common.jobs`` work table of one stage."""
 
     def __init__(self, table: str, stage: str) -> None:
-        if not _IDENT.match(table):
-            raise ValueError(f"not a work table name: {table!r}")
-        self.table = table
+        self.table = jobs.table_name(table)
         self.owner = batch_owner(check_stage(stage))
 
     async def claim(
@@ -99,3 +94,22 @@ class JobsTable:
             self.owner,
         )
         return int(status.split()[-1])
+
+
+class TableBackedSource:
+    """The BatchSource moves that only pass through to the stage's :class:`JobsTable`."""
+
+    _table: JobsTable
+
+    async def hold(
+        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
+    ) -> set[int]:
+        return await self._table.hold(conn, work_ids, owner=owner, lease_s=lease_s)
+
+    async def release(
+        self, conn: Conn, work_ids: Sequence[int], *, delay_s: float, reason: str
+    ) -> None:
+        await self._table.release(conn, work_ids, delay_s=delay_s, reason=reason)
+
+    async def retry(self, conn: Conn, work_id: int, *, delay_s: float, error: LineError) -> None:
+        await self._table.retry(conn, work_id, delay_s=delay_s, error=error)

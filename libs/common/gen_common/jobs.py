@@ -23,7 +23,8 @@ from gen_common.db import Conn
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def _table(name: str) -> str:
+def table_name(name: str) -> str:
+    """``name`` if it is a plain identifier (table names are interpolated into SQL)."""
     if not _IDENT.match(name):
         raise ValueError(f"not a work table name: {name!r}")
     return name
@@ -39,7 +40,7 @@ async def claim(
     where: str = "TRUE",
 ) -> list[asyncpg.Record]:
     """Lease up to ``limit`` due rows (highest priority first) to ``owner``."""
-    t = _table(table)
+    t = table_name(table)
     return await conn.fetch(
         f"""UPDATE {t} SET status = 'running', lease_owner = $1,
                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
@@ -57,7 +58,7 @@ async def claim(
 async def finish(conn: Conn, table: str, *, job_id: int, owner: str) -> bool:
     """Mark the row done if ``owner`` still holds it; False means the lease was lost."""
     status = await conn.execute(
-        f"""UPDATE {_table(table)} SET status = 'done', lease_owner = NULL, lease_until = NULL
+        f"""UPDATE {table_name(table)} SET status = 'done', lease_owner = NULL, lease_until = NULL
             WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
         job_id,
         owner,
@@ -69,8 +70,9 @@ async def retry_later(
     conn: Conn, table: str, *, job_id: int, owner: str, delay_s: float, error: str
 ) -> bool:
     status = await conn.execute(
-        f"""UPDATE {_table(table)} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
-                   next_attempt_at = now() + make_interval(secs => $3), last_error = $4
+        f"""UPDATE {table_name(table)} SET status = 'queued', lease_owner = NULL,
+                   lease_until = NULL, last_error = $4,
+                   next_attempt_at = now() + make_interval(secs => $3)
             WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
         job_id,
         owner,
@@ -82,8 +84,8 @@ async def retry_later(
 
 async def fail(conn: Conn, table: str, *, job_id: int, owner: str, error: str) -> bool:
     status = await conn.execute(
-        f"""UPDATE {_table(table)} SET status = 'failed', lease_owner = NULL, lease_until = NULL,
-                   last_error = $3
+        f"""UPDATE {table_name(table)} SET status = 'failed', lease_owner = NULL,
+                   lease_until = NULL, last_error = $3
             WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
         job_id,
         owner,
@@ -95,8 +97,8 @@ async def fail(conn: Conn, table: str, *, job_id: int, owner: str, error: str) -
 async def release(conn: Conn, table: str, *, owner: str) -> int:
     """Give back every row ``owner`` holds (graceful shutdown)."""
     status = await conn.execute(
-        f"""UPDATE {_table(table)} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
-                   attempts = greatest(attempts - 1, 0)
+        f"""UPDATE {table_name(table)} SET status = 'queued', lease_owner = NULL,
+                   lease_until = NULL, attempts = greatest(attempts - 1, 0)
             WHERE status = 'running' AND lease_owner = $1""",
         owner,
     )
@@ -106,8 +108,8 @@ async def release(conn: Conn, table: str, *, owner: str) -> int:
 async def reap(conn: Conn, table: str) -> int:
     """Requeue rows whose lease expired (their worker died or hung)."""
     status = await conn.execute(
-        f"""UPDATE {_table(table)} SET status = 'queued', lease_owner = NULL, lease_until = NULL,
-                   last_error = 'lease expired'
+        f"""UPDATE {table_name(table)} SET status = 'queued', lease_owner = NULL,
+                   lease_until = NULL, last_error = 'lease expired'
             WHERE status = 'running' AND lease_until < now()"""
     )
     return int(status.split()[-1])

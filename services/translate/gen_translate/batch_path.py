@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 from gen_common import openai_batch
-from gen_common.batch_jobs import JobsTable
+from gen_common.batch_jobs import JobsTable, TableBackedSource
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, TokenUsage
 from gen_common.openai_batch import BatchRequest, BatchUsage, LineError, Rejected
@@ -44,7 +44,7 @@ def realtime_where(min_lots: int) -> str:
     return f"NOT ({where(min_lots)})"
 
 
-class TranslateBatchSource:
+class TranslateBatchSource(TableBackedSource):
     def __init__(self, pool: asyncpg.Pool, *, options: TranslateOptions, min_lots: int) -> None:
         self._pool, self._o = pool, options
         self._where = where(min_lots)
@@ -99,19 +99,6 @@ class TranslateBatchSource:
         if o.reasoning_effort:
             body["reasoning"] = {"effort": o.reasoning_effort}
         return body
-
-    async def hold(
-        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
-    ) -> set[int]:
-        return await self._table.hold(conn, work_ids, owner=owner, lease_s=lease_s)
-
-    async def release(
-        self, conn: Conn, work_ids: Sequence[int], *, delay_s: float, reason: str
-    ) -> None:
-        await self._table.release(conn, work_ids, delay_s=delay_s, reason=reason)
-
-    async def retry(self, conn: Conn, work_id: int, *, delay_s: float, error: LineError) -> None:
-        await self._table.retry(conn, work_id, delay_s=delay_s, error=error)
 
     async def complete(
         self, conn: Conn, work_id: int, response: Response, usage: BatchUsage

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 from gen_common import openai_batch
-from gen_common.batch_jobs import JobsTable
+from gen_common.batch_jobs import JobsTable, TableBackedSource
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, TokenUsage
 from gen_common.openai_batch import BatchRequest, BatchUsage, LineError, Rejected
@@ -59,7 +59,7 @@ def _lot(work: asyncpg.Record, missing_all: Sequence[str]) -> LotRequest:
     )
 
 
-class VisionBatchSource:
+class VisionBatchSource(TableBackedSource):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -107,19 +107,6 @@ class VisionBatchSource:
             return Rejected(request, LineError(exc.code, str(exc)))
         body: dict[str, Any] = self._assessor._request(lot)
         return BatchRequest(request.work_id, request.job_id, request.attempt, body)
-
-    async def hold(
-        self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
-    ) -> set[int]:
-        return await self._table.hold(conn, work_ids, owner=owner, lease_s=lease_s)
-
-    async def release(
-        self, conn: Conn, work_ids: Sequence[int], *, delay_s: float, reason: str
-    ) -> None:
-        await self._table.release(conn, work_ids, delay_s=delay_s, reason=reason)
-
-    async def retry(self, conn: Conn, work_id: int, *, delay_s: float, error: LineError) -> None:
-        await self._table.retry(conn, work_id, delay_s=delay_s, error=error)
 
     async def complete(
         self, conn: Conn, work_id: int, response: Response, usage: BatchUsage
