@@ -199,6 +199,37 @@ async def verify(
     now: float | None = None,
 ) -> Verified:
     """Authenticate one request or raise :class:`AuthError`."""
+    h = await check_signature(
+        conn,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        skew_s=skew_s,
+        now=now,
+    )
+    if not await remember_nonce(conn, h.client_id, h.nonce):
+        raise AuthError("replayed nonce")
+    return Verified(client_id=h.client_id, key_id=h.key_id)
+
+
+async def check_signature(
+    conn: Conn,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes | bytearray,
+    skew_s: int = DEFAULT_SKEW_S,
+    now: float | None = None,
+) -> SignedHeaders:
+    """Every check of :func:`verify` but the nonce (read-only: one round trip for the key).
+
+    The caller MUST still record ``nonce`` (``remember_nonce``, or the same INSERT inside its own
+    statement) and refuse the request as a replay when it was seen before.
+    """
     h = parse_headers(headers)
     secret = await load_secret(conn, h.client_id, h.key_id)
     if secret is None:
@@ -213,9 +244,7 @@ async def verify(
     current = time.time() if now is None else now
     if abs(current - int(h.timestamp)) > skew_s:
         raise AuthError("timestamp outside the window")
-    if not await remember_nonce(conn, h.client_id, h.nonce):
-        raise AuthError("replayed nonce")
-    return Verified(client_id=h.client_id, key_id=h.key_id)
+    return h
 
 
 async def create_client(

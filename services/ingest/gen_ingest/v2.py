@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from gen_common import request_auth
+from gen_common.events import LOTS_SUBMITTED, Mode
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from gen_ingest import docs, idempotency, store
 from gen_ingest.limits import read_body
 from gen_ingest.routes import DepsDep, too_many
-from gen_ingest.submit import create_job, mode_for
+from gen_ingest.submit import Deps, PublishFailed, create_job, events, mode_for
 from gen_ingest.validate import Lot, Rejected, check_sizes, is_json, parse_json
 from gen_ingest.validate import Request as Submission
 from gen_ingest.wire import V2JSON, error
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 PATH = "/api/v2/jobs"
 
@@ -40,10 +46,38 @@ def auth_headers(request: Request) -> dict[str, str]:
     summary="Create a job (signed v2 request)",
 )
 async def create(request: Request, deps: DepsDep) -> Response:
+    """Auth, nonce, rate limit, checks, job row, events, answer; in the contract's order.
+
+    The body checks are computed before the database is asked but reported after the auth and
+    rate-limit answers, so a request without ``Idempotency-Key`` costs two round trips: the key
+    lookup and one statement that records the nonce, takes the rate slot and inserts the jobs
+    row (store.admit), then the events (acks=all) before the 201.
+    """
     opts = deps.options
     body = await read_body(request)
+    problem: Rejected | Response | None = None
+    submission: Submission | None = None
+    identity: tuple[str, bytes] | None = None
+    try:
+        submission = _submission(request, body, deps)
+        identity = idempotency.key_of(request.headers.get("idempotency-key"), body, dedupe=False)
+    except Rejected as exc:
+        problem = exc
+    except _NotJson:
+        problem = error(415, "Content-Type must be application/json")
+    job = None
+    mode: Mode = "realtime"
+    if problem is None and identity is None and submission is not None:
+        mode = mode_for(len(submission.lots), opts)
+        job = store.NewJob(
+            job_id=uuid.uuid4(),
+            mode=mode,
+            languages=submission.languages,
+            total_lots=len(submission.lots),
+            webhook_url=submission.webhook_url,
+        )
     async with deps.pool.acquire() as conn:
-        verified = await request_auth.verify(
+        signed = await request_auth.check_signature(
             conn,
             method=request.method,
             path=request.scope.get("raw_path", PATH.encode()).decode("latin-1"),
@@ -52,17 +86,63 @@ async def create(request: Request, deps: DepsDep) -> Response:
             body=body,
             skew_s=opts.clock_skew_s,
         )
-        wait = await store.acquire_rate(
+        admitted = await store.admit(
             conn,
-            f"v2:{verified.client_id}",
+            client_id=signed.client_id,
+            nonce=signed.nonce,
+            bucket=f"v2:{signed.client_id}",
             rate_per_s=opts.rate_per_s,
             burst=opts.rate_burst,
-            client_id=verified.client_id,
+            api_version=2,
+            job=job,
         )
-    if wait:
-        return too_many(wait)
+    del body
+    if not admitted.fresh_nonce:
+        raise request_auth.AuthError("replayed nonce")
+    if admitted.wait_s:
+        return too_many(admitted.wait_s)
+    if isinstance(problem, Rejected):
+        raise problem
+    if problem is not None:
+        return problem
+    assert submission is not None
+    client_id = signed.client_id
+    if job is not None:
+        assert admitted.created_at is not None
+        await publish(deps, job.job_id, submission, mode=mode, client_id=client_id)
+        return _created(opts.public_base, job.job_id, mode, submission, admitted.created_at)
+    assert identity is not None
+
+    async def produce() -> Response:
+        created = await create_job(
+            deps,
+            submission,
+            mode=mode_for(len(submission.lots), opts),
+            client_id=client_id,
+            api_version=2,
+        )
+        return _created(
+            opts.public_base, created.job_id, created.mode, submission, created.created_at
+        )
+
+    key, digest = identity
+    return await idempotency.once(
+        deps.pool,
+        client_id=client_id,
+        key=key,
+        request_hash=digest,
+        ttl_s=opts.idempotency_ttl_s,
+        produce=produce,
+    )
+
+
+class _NotJson(Exception):
+    """The Content-Type is not JSON (415)."""
+
+
+def _submission(request: Request, body: bytes | bytearray, deps: Deps) -> Submission:
     if not is_json(request.headers.get("content-type")):
-        return error(415, "Content-Type must be application/json")
+        raise _NotJson
     try:
         job = docs.JobCreate.model_validate(parse_json(body))
     except ValidationError as exc:
@@ -74,37 +154,48 @@ async def create(request: Request, deps: DepsDep) -> Response:
         languages=job.languages,
         webhook_url=job.webhook_url,
     )
-    check_sizes(submission.lots, opts)
-    identity = idempotency.key_of(request.headers.get("idempotency-key"), body, dedupe=False)
-    del body
+    check_sizes(submission.lots, deps.options)
+    return submission
 
-    async def produce() -> Response:
-        mode = mode_for(len(submission.lots), opts)
-        created = await create_job(
-            deps, submission, mode=mode, client_id=verified.client_id, api_version=2
+
+async def publish(
+    deps: Deps, job_id: uuid.UUID, submission: Submission, *, mode: Mode, client_id: str
+) -> None:
+    """The job's events, acks=all; on any failure the job row goes (submit.create_job's rule)."""
+    try:
+        await deps.publisher.publish_encoded(
+            LOTS_SUBMITTED,
+            events(job_id, submission, mode=mode, client_id=client_id, api_version=2),
         )
-        job_id = str(created.job_id)
-        base = f"{opts.public_base}{PATH}/{job_id}"
-        resource: dict[str, Any] = {
-            "job_id": job_id,
-            "status": "pending",
-            "mode": created.mode,
-            "total_lots": len(submission.lots),
-            "languages": submission.languages,
-            "webhook_url": submission.webhook_url,
-            "created_at": created.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "links": {"self": base, "lots": f"{base}/lots"},
-        }
-        return V2JSON(resource, status_code=201, headers={"Location": base})
+    except BaseException as exc:
+        await asyncio.shield(_abort(deps.pool, job_id, repr(exc)))
+        if isinstance(exc, Exception):
+            raise PublishFailed(str(job_id)) from exc
+        raise
 
-    if identity is None:
-        return await produce()
-    key, digest = identity
-    return await idempotency.once(
-        deps.pool,
-        client_id=verified.client_id,
-        key=key,
-        request_hash=digest,
-        ttl_s=opts.idempotency_ttl_s,
-        produce=produce,
-    )
+
+async def _abort(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str) -> None:
+    log.warning("job aborted: publishing failed", extra={"job_id": str(job_id), "error": reason})
+    async with pool.acquire() as conn, conn.transaction():
+        await store.abort_job(conn, job_id, reason)
+
+
+def _created(
+    public_base: str,
+    job_id: uuid.UUID,
+    mode: str,
+    submission: Submission,
+    created_at: datetime,
+) -> Response:
+    base = f"{public_base}{PATH}/{job_id}"
+    resource: dict[str, Any] = {
+        "job_id": str(job_id),
+        "status": "pending",
+        "mode": mode,
+        "total_lots": len(submission.lots),
+        "languages": submission.languages,
+        "webhook_url": submission.webhook_url,
+        "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "links": {"self": base, "lots": f"{base}/lots"},
+    }
+    return V2JSON(resource, status_code=201, headers={"Location": base})
