@@ -11,13 +11,17 @@
   committing anything that was not processed.
 - :func:`tail` — a group-less reader from the latest offset (sync replies).
 - :func:`ensure_topics` — create the topics with the configured partitions and replication.
+- :func:`open_lag_probe` — a group's committed offsets against its topics' end offsets (metrics).
+
+Every produced record carries a W3C ``traceparent`` header (a child of the bound or given trace
+context, see :mod:`gen_common.tracing`); the consume loop binds each record's trace context and
+its event's job_id / lot_seq / lot_id (:mod:`gen_common.logs`) while its handler runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -29,14 +33,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
+from gen_common import logs, tracing
 from gen_common.db import Conn
-from gen_common.errors import PermanentError, RetryableError
+from gen_common.errors import InfrastructureError, PermanentError, RetryableError
 from gen_common.events import TOPIC_OF, TOPICS, Event, key_of
-from gen_common.service import log_context
 from gen_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
-TRACEPARENT = "traceparent"
+TRACEPARENT = tracing.TRACEPARENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,7 @@ def encode(event: Event) -> bytes:
 
 
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return tracing.new()
 
 
 class Publisher:
@@ -63,16 +67,21 @@ class Publisher:
         self._producer = producer
         self._settings = settings
 
-    def _headers(self) -> list[tuple[str, bytes]]:
-        trace = (log_context.get() or {}).get(TRACEPARENT)
-        return [(TRACEPARENT, str(trace or new_traceparent()).encode())]
+    def _headers(self, traceparent: str | None = None) -> list[tuple[str, bytes]]:
+        """A child of ``traceparent``, else of the bound context, else a new trace."""
+        return [(TRACEPARENT, tracing.child(traceparent or tracing.current()).encode())]
 
     async def publish(self, event: Event) -> None:
         await self.publish_raw(TOPIC_OF[event.type], key_of(event), encode(event))
 
-    async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
+    async def publish_raw(
+        self, topic: str, key: str, value: bytes, *, traceparent: str | None = None
+    ) -> None:
         await self._producer.send_and_wait(
-            self._settings.topic(topic), value, key=key.encode(), headers=self._headers()
+            self._settings.topic(topic),
+            value,
+            key=key.encode(),
+            headers=self._headers(traceparent),
         )
 
     async def publish_many(self, events: Iterable[Event]) -> int:
@@ -169,11 +178,19 @@ async def _dead_letter(conn: Conn, group: str, record: Any, error: str) -> None:
     )
 
 
-def _trace_of(record: Any) -> str | None:
-    for name, value in record.headers or ():
-        if name == TRACEPARENT:
-            return bytes(value).decode(errors="replace")
-    return None
+def _bind(record: Any, event: Event) -> None:
+    """Bind the record's trace context (a new trace if it has none) and its lot's ids."""
+    tracing.bind(tracing.from_headers(record.headers) or tracing.new())
+    job_id = getattr(event, "job_id", None)
+    if job_id is None:
+        logs.clear()
+    else:
+        logs.bind_lot(
+            job_id=job_id,
+            lot_seq=getattr(event, "lot_seq", None),
+            lot_id=getattr(event, "lot_id", None),
+        )
+    logs.bind(event_id=str(event.event_id))
 
 
 async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> None:
@@ -182,13 +199,7 @@ async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> Non
     except (ValidationError, ValueError) as exc:
         await _dead_letter(conn, group, record, f"invalid_event: {exc}")
         return
-    log_context.set(
-        {
-            TRACEPARENT: _trace_of(record),
-            "event_id": str(event.event_id),
-            "key": (record.key or b"").decode(errors="replace"),
-        }
-    )
+    _bind(record, event)
     try:
         async with conn.transaction():
             await sub.handler(event, conn)
@@ -241,7 +252,8 @@ async def consume(
                 await asyncio.sleep(retry_backoff_s)
                 continue
             finally:
-                log_context.set(None)
+                logs.clear()
+                tracing.bind(None)
             offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
             try:
                 await consumer.commit(offsets)
@@ -296,3 +308,87 @@ async def tail(
                     callback(event)
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str  # base name (without the topic prefix)
+    partition: int
+    committed: int | None  # None: the group never committed on this partition
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - (self.committed or 0))
+
+
+class LagProbe:
+    """Reads a consumer group's committed offsets and its topics' end offsets on demand."""
+
+    def __init__(
+        self,
+        admin: AIOKafkaAdminClient,
+        consumer: AIOKafkaConsumer,
+        settings: KafkaSettings,
+        *,
+        group: str,
+        topics: Sequence[str],
+    ) -> None:
+        self._admin = admin
+        self._consumer = consumer
+        self._settings = settings
+        self.group = group
+        self._names = {settings.topic(t): t for t in topics}
+
+    async def read(self) -> list[PartitionLag]:
+        """Raises :class:`~gen_common.errors.InfrastructureError` when Kafka cannot answer."""
+        try:
+            return await self._read()
+        except KafkaError as exc:
+            raise InfrastructureError(f"consumer lag unavailable: {exc!r}") from exc
+
+    async def _read(self) -> list[PartitionLag]:
+        described = await self._admin.describe_topics(list(self._names))
+        partitions = [
+            TopicPartition(d["topic"], p["partition"])
+            for d in described
+            if d["error_code"] == 0
+            for p in d["partitions"]
+        ]
+        if not partitions:
+            return []
+        committed = await self._admin.list_consumer_group_offsets(
+            self._settings.topic(self.group), partitions=partitions
+        )
+        ends = await self._consumer.end_offsets(partitions)
+        out = []
+        for tp in sorted(partitions):
+            meta = committed.get(tp)
+            offset = meta.offset if meta is not None and meta.offset >= 0 else None
+            out.append(PartitionLag(self._names[tp.topic], tp.partition, offset, ends[tp]))
+        return out
+
+
+@asynccontextmanager
+async def open_lag_probe(
+    settings: KafkaSettings, *, group: str, topics: Sequence[str]
+) -> AsyncIterator[LagProbe]:
+    """A :class:`LagProbe` for ``group`` (base name) on ``topics`` (base names)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id
+    )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.client_id,
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await admin.start()
+    try:
+        await consumer.start()
+        try:
+            yield LagProbe(admin, consumer, settings, group=group, topics=topics)
+        finally:
+            await consumer.stop()
+    finally:
+        await admin.close()

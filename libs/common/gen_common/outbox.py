@@ -4,6 +4,10 @@
 state the event announces, and notifies the relay. :func:`relay` publishes waiting rows in id
 order with ``acks=all`` and deletes them once acknowledged. A crash between the two re-publishes
 (at-least-once); consumers absorb the duplicate by their unique keys.
+
+Each row keeps the W3C trace context it was written in (:mod:`gen_common.tracing`): the bound
+one, else its lot's (``lots.traceparent``, for workers that emit outside any consumed record); the
+relay publishes the row as a child of it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 
 import asyncpg
 
+from gen_common import tracing
 from gen_common.db import Conn
 from gen_common.events import TOPIC_OF, Event, key_of
 from gen_common.kafka import Publisher, encode
@@ -24,10 +29,15 @@ CHANNEL = "gen_outbox"
 
 async def add(conn: Conn, event: Event) -> None:
     await conn.execute(
-        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
+        """INSERT INTO outbox (topic, key, payload, traceparent)
+           VALUES ($1, $2, $3, coalesce($4::text,
+               (SELECT traceparent FROM lots WHERE job_id = $5 AND lot_seq = $6)))""",
         TOPIC_OF[event.type],
         key_of(event),
         encode(event),
+        tracing.current(),
+        getattr(event, "job_id", None),
+        getattr(event, "lot_seq", None),
     )
     await conn.execute(f"NOTIFY {CHANNEL}")
 
@@ -37,8 +47,8 @@ async def add_many(conn: Conn, events: list[Event]) -> None:
         return
     await conn.copy_records_to_table(
         "outbox",
-        columns=["topic", "key", "payload"],
-        records=[(TOPIC_OF[e.type], key_of(e), encode(e)) for e in events],
+        columns=["topic", "key", "payload", "traceparent"],
+        records=[(TOPIC_OF[e.type], key_of(e), encode(e), tracing.current()) for e in events],
     )
     await conn.execute(f"NOTIFY {CHANNEL}")
 
@@ -47,14 +57,19 @@ async def publish_pending(pool: asyncpg.Pool, publisher: Publisher, *, batch: in
     """Publish up to ``batch`` waiting events; returns how many were published."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            """SELECT id, topic, key, payload FROM outbox
+            """SELECT id, topic, key, payload, traceparent FROM outbox
                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
             batch,
         )
         if not rows:
             return 0
         await asyncio.gather(
-            *[publisher.publish_raw(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
+            *[
+                publisher.publish_raw(
+                    r["topic"], r["key"], bytes(r["payload"]), traceparent=r["traceparent"]
+                )
+                for r in rows
+            ]
         )
         done = [r["id"] for r in rows]
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)

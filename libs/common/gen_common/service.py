@@ -1,4 +1,4 @@
-"""The process runner every entry point ends in: JSON logs, signals, exit codes.
+"""The process runner every entry point ends in: JSON logs (gen_common.logs), signals, exit codes.
 
 ``run(coro, log_settings, name=...)`` configures logging, runs the coroutine, turns SIGTERM and
 SIGINT into a cancellation of it (so ``finally`` blocks and ``async with`` exits run), and exits
@@ -8,60 +8,23 @@ with 0 after a clean stop, 1 after a crash.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import signal
-import sys
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from gen_common.logs import JsonFormatter, context
+from gen_common.logs import configure as configure_logging
 from gen_common.settings import LogSettings
+
+__all__ = ["EXIT_CRASH", "EXIT_OK", "JsonFormatter", "configure_logging", "log_context", "run"]
 
 log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_CRASH = 1
 
-# Carried into every log line: set by handlers with log_context.set({...}).
-log_context: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar(
-    "log_context", default=None
-)
-_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service_name: str) -> None:
-        super().__init__()
-        self.service_name = service_name
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "service": self.service_name,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        line.update(log_context.get() or {})
-        line.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
-
-
-def configure_logging(settings: LogSettings, service_name: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.json_format:
-        handler.setFormatter(JsonFormatter(service_name))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.level)
-    for noisy in ("aiokafka", "httpx", "httpcore", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+# Carried into every log line (kept under its old name; see gen_common.logs).
+log_context = context
 
 
 async def _supervise(coro: Coroutine[Any, Any, None]) -> int:
