@@ -30,7 +30,11 @@ def key_of(
     header: str | None, body: bytes | bytearray, *, dedupe: bool
 ) -> tuple[str, bytes] | None:
     """(record key, request hash) for this request, or None when nothing identifies it."""
-    digest = hashlib.sha256(body).digest()
+    return key_of_digest(header, hashlib.sha256(body).digest(), dedupe=dedupe)
+
+
+def key_of_digest(header: str | None, digest: bytes, *, dedupe: bool) -> tuple[str, bytes] | None:
+    """:func:`key_of` for a body hashed while it streamed in (SHA-256 ``digest``)."""
     if header is not None:
         if not _KEY.fullmatch(header):
             raise Rejected(400, "Idempotency-Key must be 1-255 printable ASCII characters")
