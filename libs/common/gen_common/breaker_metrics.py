@@ -1,39 +1,35 @@
-"""Optional Prometheus ``/metrics`` of an OpenAI-facing stage: its live breaker's state and counts.
+"""Prometheus families of an OpenAI-facing stage's live circuit breaker, read at scrape time.
 
-Used by vision and translate (``<STAGE>__METRICS_PORT``); gauges are named ``<stage>_breaker_*``.
+``gen_breaker_state{stage}`` (0 closed, 1 half-open, 2 open), ``gen_breaker_trips_total{stage}``
+and ``gen_breaker_rejected_total{stage}``; used by vision and translate on their ``/metrics``.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gen_common.breaker import Breaker, State
+from gen_common.metrics import Metrics
 
-_STATES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+STATES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
-async def serve(
-    port: int,
-    breaker: Breaker,
-    *,
-    stage: str,
-    host: str = "127.0.0.1",
-    interval_s: float = 5.0,
-) -> None:
-    registry = CollectorRegistry()  # per run(): no clash when a process runs it twice (tests)
-    state = Gauge(f"{stage}_breaker_state", "0 closed, 1 half-open, 2 open", registry=registry)
-    trips = Gauge(f"{stage}_breaker_trips", "times the breaker opened", registry=registry)
-    rejected = Gauge(f"{stage}_breaker_rejected", "calls refused by the breaker", registry=registry)
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
-        while True:
-            state.set(_STATES[breaker.state])
-            trips.set(breaker.trips)
-            rejected.set(breaker.rejected)
-            await asyncio.sleep(interval_s)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def families(breaker: Breaker, *, stage: str) -> list[Metric]:
+    state = GaugeMetricFamily(
+        "gen_breaker_state", "0 closed, 1 half-open, 2 open", labels=["stage"]
+    )
+    state.add_metric([stage], STATES[breaker.state])
+    trips = CounterMetricFamily("gen_breaker_trips", "Times the breaker opened", labels=["stage"])
+    trips.add_metric([stage], breaker.trips)
+    rejected = CounterMetricFamily(
+        "gen_breaker_rejected", "Calls refused by the breaker", labels=["stage"]
+    )
+    rejected.add_metric([stage], breaker.rejected)
+    return [state, trips, rejected]
+
+
+def register(metrics: Metrics, breaker: Breaker, *, stage: str) -> None:
+    async def source() -> list[Metric]:
+        return families(breaker, stage=stage)
+
+    metrics.add_source("breaker", source)

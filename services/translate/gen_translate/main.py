@@ -13,11 +13,11 @@ import os
 import socket
 from contextlib import AsyncExitStack
 
-from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, ratelimits, service
+from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
 
-from gen_translate import batch_path, handler, worker
+from gen_translate import batch_path, handler, metrics, worker
 from gen_translate.describe import OpenAIDescriber
 from gen_translate.settings import TranslateSettings
 
@@ -69,12 +69,7 @@ async def run(settings: TranslateSettings) -> None:
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
             for index in range(opts.workers):
                 tasks.create_task(worker.run_worker(deps, index))
-            if opts.metrics_port is not None:
-                tasks.create_task(
-                    breaker_metrics.serve(
-                        opts.metrics_port, breaker, stage="translate", host=opts.metrics_host
-                    )
-                )
+            tasks.create_task(metrics.serve(settings, pool=pool, breaker=breaker))
             if batch_lots is not None:
                 source = batch_path.TranslateBatchSource(pool, options=opts, min_lots=batch_lots)
                 tasks.create_task(openai_batch.run(pool, client, source, opts.batch))

@@ -15,13 +15,13 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import httpx
-from gen_common import breaker_metrics, db, kafka, llm, openai_batch, outbox, ratelimits, service
+from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service, tracing
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
 from gen_common.safe_http import SafeClient
 
-from gen_vision import assess, batch_path, handler, worker
+from gen_vision import assess, batch_path, handler, metrics, worker
 from gen_vision.images import ImageChecker
 from gen_vision.settings import VisionSettings
 
@@ -68,7 +68,11 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
         subscriptions = [
-            Subscription(LOTS_SUBMITTED, LotSubmitted, partial(handler.on_submitted, options=o)),
+            Subscription(
+                LOTS_SUBMITTED,
+                LotSubmitted,
+                tracing.keeping_lot_trace(partial(handler.on_submitted, options=o)),
+            ),
             Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
         ]
         async with asyncio.TaskGroup() as tg:
@@ -87,11 +91,6 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
                     pool, checker=deps.checker, assessor=assessor, options=o
                 )
                 tg.create_task(openai_batch.run(pool, client, source, o.batch))
-            if o.metrics_port is not None:
-                tg.create_task(
-                    breaker_metrics.serve(
-                        o.metrics_port, breaker, stage="vision", host=o.metrics_host
-                    )
-                )
+            tg.create_task(metrics.serve(settings, pool=pool, breaker=breaker))
             if started is not None:
                 started.set()
