@@ -1,0 +1,190 @@
+"""gen_common.metrics: scrape-time sources, consumer lag from real Kafka, breaker families, the
+HTTP middleware (request metrics and the request's trace context), the /metrics-only server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+from gen_common import breaker_metrics, kafka, metrics, tracing
+from gen_common.breaker import Breaker, BreakerSettings
+from gen_common.db import Conn
+from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested
+from gen_common.settings import KafkaSettings
+from openai_sim.process import free_port
+from prometheus_client.core import GaugeMetricFamily, Metric
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from tests.harness.processes import eventually
+
+
+async def _text(m: metrics.Metrics) -> list[str]:
+    return (await m.render()).decode().splitlines()
+
+
+async def test_breaker_families_follow_the_live_breaker() -> None:
+    breaker = Breaker(BreakerSettings(minimum_calls=1, window=1))
+    m = metrics.Metrics()
+    breaker_metrics.register(m, breaker, stage="vision")
+    assert 'gen_breaker_state{stage="vision"} 0.0' in await _text(m)
+    breaker.record_failure()
+    lines = await _text(m)
+    assert 'gen_breaker_state{stage="vision"} 2.0' in lines
+    assert 'gen_breaker_trips_total{stage="vision"} 1.0' in lines
+    assert not breaker.allow()
+    assert 'gen_breaker_rejected_total{stage="vision"} 1.0' in await _text(m)
+
+
+async def test_a_failing_source_is_left_out_and_counted() -> None:
+    m = metrics.Metrics()
+    calls = 0
+
+    async def good() -> list[Metric]:
+        nonlocal calls
+        calls += 1
+        family = GaugeMetricFamily("gen_test_value", "a value", labels=["k"])
+        family.add_metric(["a"], calls)
+        return [family]
+
+    async def broken() -> list[Metric]:
+        raise OSError("database gone")
+
+    m.add_source("good", good)
+    m.add_source("broken", broken)
+    lines = await _text(m)
+    assert 'gen_test_value{k="a"} 1.0' in lines
+    assert 'gen_metrics_source_errors_total{source="broken"} 1.0' in lines
+    assert 'gen_test_value{k="a"} 2.0' in await _text(m), "sources run on every scrape"
+
+
+async def test_cached_source_runs_at_most_once_per_interval() -> None:
+    runs = 0
+
+    async def source() -> list[Metric]:
+        nonlocal runs
+        runs += 1
+        return []
+
+    wrapped = metrics.cached(source, every_s=3600)
+    await wrapped()
+    await wrapped()
+    assert runs == 1
+
+
+@pytest.mark.kafka
+async def test_consumer_lag_is_end_minus_committed(kafka_settings: KafkaSettings) -> None:
+    settings = kafka_settings.model_copy(update={"partitions": 2})
+    await kafka.ensure_topics(settings, [JOBS_CONTROL, LOTS_SUBMITTED])
+    events = [JobCancelRequested(job_id=uuid.uuid4()) for _ in range(5)]
+    async with kafka.open_publisher(settings) as publisher:
+        await publisher.publish_many(events)
+    m = metrics.Metrics()
+    async with kafka.open_lag_probe(settings, group="g", topics=[JOBS_CONTROL]) as probe:
+        m.add_source("lag", metrics.consumer_lag(probe))
+        lines = await _text(m)
+        before = await probe.read()
+    lag = [line for line in lines if line.startswith("gen_consumer_lag{")]
+    assert len(lag) == 2, lines  # one per partition
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in lag) == 5.0
+    assert all('group="g"' in line and 'topic="jobs.control"' in line for line in lag)
+    assert sum(p.end for p in before) == 5
+    assert all(p.committed is None for p in before)
+
+
+@pytest.mark.kafka
+@pytest.mark.pg
+async def test_lag_falls_to_zero_once_the_group_commits(
+    kafka_settings: KafkaSettings, pool: asyncpg.Pool
+) -> None:
+    await kafka.ensure_topics(kafka_settings, [JOBS_CONTROL])
+    async with kafka.open_publisher(kafka_settings) as publisher:
+        await publisher.publish_many(JobCancelRequested(job_id=uuid.uuid4()) for _ in range(4))
+    seen: list[JobCancelRequested] = []
+
+    async def handler(event: JobCancelRequested, conn: Conn) -> None:
+        seen.append(event)
+
+    sub = kafka.Subscription(JOBS_CONTROL, JobCancelRequested, handler)
+    task = asyncio.create_task(
+        kafka.consume(kafka_settings, pool=pool, group="g", subscriptions=[sub])
+    )
+    try:
+        async with kafka.open_lag_probe(kafka_settings, group="g", topics=[JOBS_CONTROL]) as probe:
+
+            async def caught_up() -> bool:
+                parts = await probe.read()
+                busy = [
+                    p for p in parts if p.end > 0
+                ]  # partitions no record went to: never committed
+                return len(seen) == 4 and all(p.lag == 0 and p.committed == p.end for p in busy)
+
+            await eventually(caught_up, timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _echo_trace(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(tracing.current() or "")
+
+
+def _app(http: metrics.HttpMetrics) -> Starlette:
+    app = Starlette(routes=[Route("/items/{item_id}", _echo_trace)])
+    app.add_middleware(metrics.HttpMiddleware, http=http)
+    return app
+
+
+async def test_http_middleware_counts_by_route_and_binds_the_request_trace() -> None:
+    m = metrics.Metrics()
+    app = _app(metrics.HttpMetrics(m.registry, "demo"))
+    given = tracing.new()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        echoed = (await client.get("/items/7", headers={"traceparent": given})).text
+        fresh = (await client.get("/items/8")).text
+        bad = (await client.get("/items/9", headers={"traceparent": "00-zz-zz-01"})).text
+        await client.get("/nowhere")
+    assert echoed == given
+    assert tracing.valid(fresh)
+    assert tracing.trace_id(fresh) != tracing.trace_id(given)
+    assert tracing.valid(bad), "an invalid header starts a new trace"
+    lines = await _text(m)
+    assert 'demo_http_requests_total{code="200",method="GET",route="/items/{item_id}"} 3.0' in lines
+    assert 'demo_http_requests_total{code="404",method="GET",route="unmatched"} 1.0' in lines
+    assert any(
+        line.startswith('demo_http_request_seconds_count{route="/items/{item_id}"}')
+        for line in lines
+    )
+
+
+async def test_metrics_server_answers_metrics_and_json_errors() -> None:
+    m = metrics.Metrics()
+    breaker_metrics.register(m, Breaker(BreakerSettings()), stage="translate")
+    port = free_port()
+    task = asyncio.create_task(metrics.serve(m, host="127.0.0.1", port=port))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/metrics")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(up, timeout=10)
+            r = await client.get("/metrics")
+            assert 'gen_breaker_state{stage="translate"} 0.0' in r.text.splitlines()
+            assert r.headers["content-type"].startswith("text/plain")
+            missing = await client.get("/other")
+            assert (missing.status_code, missing.json()) == (404, {"error": "Not found"})
+            wrong = await client.post("/metrics")
+            assert (wrong.status_code, wrong.json()) == (405, {"error": "Method not allowed"})
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
