@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -16,7 +16,7 @@ from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.events import LotAssessed, LotTranslated
 from gen_common.settings import OpenAISettings
 from gen_translate import handler, worker
-from gen_translate.describe import OpenAIDescriber
+from gen_translate.describe import Describer, OpenAIDescriber
 from gen_translate.settings import TranslateOptions
 from openai_sim.process import RunningSim, running
 from pydantic import SecretStr
@@ -103,6 +103,7 @@ async def running_workers(
     breaker: Breaker | None = None,
     workers: int = 4,
     claim_where: str = "TRUE",
+    wrap_describer: Callable[[Describer], Describer] | None = None,
     **options: Any,
 ) -> AsyncIterator[Breaker]:
     """The translate workers and reaper in this process, against the simulator.
@@ -121,9 +122,10 @@ async def running_workers(
     wake = worker.Wakeup()
     async with llm.client(settings) as client, pool.acquire() as listener:
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
+        describer: Describer = OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle))
         deps = worker.WorkerDeps(
             pool=pool,
-            describer=OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle)),
+            describer=describer if wrap_describer is None else wrap_describer(describer),
             options=opts,
             breaker=breaker,
             wake=wake,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
 from gen_common.breaker import Breaker, BreakerSettings, State
-from gen_common.events import LotAssessed
+from gen_common.events import JobCancelRequested, LotAssessed
 from gen_translate import batch_path, finish, handler
+from gen_translate.describe import Describer, Translation
 from openai_sim.process import RunningSim
 
 from tests.harness.processes import eventually
@@ -185,4 +187,48 @@ async def test_work_of_a_cancelled_lot_is_dropped_without_a_call(
     errors = await pool.fetch("SELECT last_error FROM translate_work WHERE job_id = $1", job_id)
     assert [r["last_error"] for r in errors] == ["cancelled", "cancelled"]
     assert sim.admin.stats()["totals"]["calls"] == 0
+    assert await emitted(pool, job_id) == []
+
+
+async def test_a_cancel_between_claim_and_call_stops_the_model_call(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    """JobCancelRequested (and the jobs row) land after the claim, while the worker waits for its
+    throttle slot: the call must not start, and no outcome or event is written."""
+    job_id = await create_job(pool, 1)
+    landed: list[bool] = []
+
+    def cancelling(real: Describer) -> Describer:
+        class CancelFirst:
+            async def translate(self, **kwargs: Any) -> Translation:
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", job_id
+                    )
+                    await handler.on_control(JobCancelRequested(job_id=job_id), conn)
+                landed.append(True)
+                return await real.translate(**kwargs)
+
+        return CancelFirst()
+
+    async def settled() -> bool:
+        left = await pool.fetchval(
+            """SELECT count(*) FROM translate_work
+               WHERE job_id = $1 AND status IN ('queued', 'running')""",
+            job_id,
+        )
+        return bool(left == 0)
+
+    async with running_workers(pool, sim, workers=1, wrap_describer=cancelling):
+        await deliver(pool, assessed(job_id, languages=["en", "ru"]))
+        await eventually(settled, timeout=10)
+    assert landed == [True]
+    assert sim.admin.stats()["totals"]["calls"] == 0
+    rows = await pool.fetch(
+        "SELECT status, last_error FROM translate_work WHERE job_id = $1", job_id
+    )
+    assert [(r["status"], r["last_error"]) for r in rows] == [("failed", "cancelled")]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM translate_results WHERE job_id = $1", job_id) == 0
+    )
     assert await emitted(pool, job_id) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 from gen_common.breaker import BreakerSettings, State
-from gen_vision import worker
+from gen_common.events import JobCancelRequested
+from gen_vision import handler, worker
 from openai_sim.process import RunningSim
 
 from tests.harness.processes import eventually
@@ -236,7 +238,7 @@ async def test_lease_is_renewed_during_a_call_longer_than_the_lease(
     assert (row["status"], row["attempts"], row["model_calls"]) == ("done", 1, 1)
 
 
-async def test_a_lot_cancelled_meanwhile_is_stored_but_not_announced(
+async def test_a_lot_cancelled_after_queueing_makes_no_call_and_no_event(
     pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
 ) -> None:
     stack: Stack = await make_deps()
@@ -245,5 +247,37 @@ async def test_a_lot_cancelled_meanwhile_is_stored_but_not_announced(
     await pool.execute("UPDATE lots SET status = 'cancelled' WHERE job_id = $1", job)
     await run_job(pool, stack, [], job_id=job)
     assert await outbox_events(pool, job) == []
-    assert await pool.fetchval("SELECT count(*) FROM vision_results WHERE job_id = $1", job) == 1
+    assert calls_of(sim, job) == []
+    assert await pool.fetchval("SELECT count(*) FROM vision_results WHERE job_id = $1", job) == 0
+    [row] = await work_rows(pool, job)
+    assert (row["status"], row["model_calls"], row["last_error"]) == ("cancelled", 0, "cancelled")
     assert await pool.fetchval("SELECT status FROM lots WHERE job_id = $1", job) == "cancelled"
+
+
+async def test_a_cancel_between_claim_and_call_stops_the_model_call(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    """The job is cancelled (jobs row, then JobCancelRequested's handler) while the claimed lot's
+    images are being checked: the worker must not start the model call."""
+    stack: Stack = await make_deps(workers=1)
+    job = uuid.uuid4()
+    real = stack.deps.checker
+    cancelled = asyncio.Event()
+
+    class CancelDuringCheck:
+        async def check_lot(self, urls: list[str]) -> Any:
+            check = await real.check_lot(urls)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", job)
+                await handler.on_cancel(JobCancelRequested(job_id=job), conn)
+            cancelled.set()
+            return check
+
+    stack.deps = dataclasses.replace(stack.deps, checker=CancelDuringCheck())
+    await run_job(pool, stack, [lot(job, 0, [image_host.url("img/a.jpg")])])
+    assert cancelled.is_set()
+    assert calls_of(sim, job) == []
+    assert await outbox_events(pool, job) == []
+    [row] = await work_rows(pool, job)
+    assert (row["status"], row["model_calls"]) == ("cancelled", 0)
+    assert await pool.fetchval("SELECT count(*) FROM vision_calls WHERE job_id = $1", job) == 0

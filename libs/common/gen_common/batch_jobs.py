@@ -43,9 +43,25 @@ class JobsTable:
     async def hold(
         self, conn: Conn, work_ids: Sequence[int], *, owner: str, lease_s: float
     ) -> set[int]:
+        """Extend the lease of the rows still held; rows whose job (``jobs.status``) or lot
+        (``lots.status``) was cancelled meanwhile become 'cancelled' instead and are not returned,
+        so no batch line is ever submitted for them."""
+        t = self.table
         rows = await conn.fetch(
-            f"""UPDATE {self.table} SET lease_until = now() + make_interval(secs => $3)
+            f"""WITH gone AS (
+                    UPDATE {t} w SET status = 'cancelled', lease_owner = NULL, lease_until = NULL,
+                           last_error = 'cancelled'
+                    WHERE w.id = ANY($1::bigint[]) AND w.status = 'running'
+                      AND w.lease_owner = $2
+                      AND (EXISTS (SELECT 1 FROM jobs j
+                                   WHERE j.job_id = w.job_id AND j.status = 'cancelled')
+                           OR EXISTS (SELECT 1 FROM lots l
+                                      WHERE l.job_id = w.job_id AND l.lot_seq = w.lot_seq
+                                        AND l.status = 'cancelled'))
+                    RETURNING w.id)
+                UPDATE {t} SET lease_until = now() + make_interval(secs => $3)
                 WHERE id = ANY($1::bigint[]) AND status = 'running' AND lease_owner = $2
+                  AND id NOT IN (SELECT id FROM gone)
                 RETURNING id""",
             list(work_ids),
             owner,

@@ -13,6 +13,7 @@ for the shared client-side throttle (:class:`gen_common.ratelimits.Throttle`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -37,9 +38,18 @@ class Translation:
     usage: TokenUsage
 
 
+BeforeCall = Callable[[], Awaitable[None]]
+
+
 class Describer(Protocol):
     async def translate(
-        self, *, text: str, language: str, metadata: dict[str, str], timeout_s: float | None
+        self,
+        *,
+        text: str,
+        language: str,
+        metadata: dict[str, str],
+        timeout_s: float | None,
+        before_call: BeforeCall | None = None,
     ) -> Translation: ...
 
 
@@ -113,8 +123,16 @@ class OpenAIDescriber:
         self._instructions = options.instructions or packaged_prompt()
 
     async def translate(
-        self, *, text: str, language: str, metadata: dict[str, str], timeout_s: float | None
+        self,
+        *,
+        text: str,
+        language: str,
+        metadata: dict[str, str],
+        timeout_s: float | None,
+        before_call: BeforeCall | None = None,
     ) -> Translation:
+        """``before_call`` runs inside the throttle slot right before the request; it raises to
+        stop the call (e.g. the job was cancelled while the worker waited for the slot)."""
         opts = self._options
         body: ResponseCreateParamsNonStreaming = {
             "instructions": self._instructions,
@@ -126,6 +144,8 @@ class OpenAIDescriber:
         if opts.reasoning_effort:
             body["reasoning"] = Reasoning(effort=opts.reasoning_effort)
         async with self._throttle.slot():
+            if before_call is not None:
+                await before_call()
             try:
                 raw = await self._client.responses.with_raw_response.create(
                     model=opts.model,

@@ -120,6 +120,28 @@ async def lot_source(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Rec
     )
 
 
+async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) -> bool:
+    """Right before a model call: refresh the lease if this worker still holds it and neither the
+    lot nor its job was cancelled meanwhile (False: the call must not start)."""
+    row = await conn.fetchval(
+        f"""UPDATE {WORK} w SET lease_until = now() + make_interval(secs => $3)
+            WHERE w.id = $1 AND w.status = 'running' AND w.lease_owner = $2
+              AND NOT EXISTS (SELECT 1 FROM translate_lots l
+                              WHERE l.job_id = w.job_id AND l.lot_seq = w.lot_seq AND l.cancelled)
+              AND NOT EXISTS (SELECT 1 FROM translate_cancelled_jobs c WHERE c.job_id = w.job_id)
+              AND NOT EXISTS (SELECT 1 FROM jobs j
+                              WHERE j.job_id = w.job_id AND j.status = 'cancelled')
+              AND NOT EXISTS (SELECT 1 FROM lots t WHERE t.job_id = w.job_id
+                                                     AND t.lot_seq = w.lot_seq
+                                                     AND t.status = 'cancelled')
+            RETURNING 1""",
+        work_id,
+        owner,
+        lease_s,
+    )
+    return row is not None
+
+
 async def insert_result(conn: Conn, o: Outcome) -> bool:
     row = await conn.fetchrow(
         """INSERT INTO translate_results (job_id, lot_seq, language, outcome, text, error_code,

@@ -30,6 +30,12 @@ from gen_translate.store import WORK, Outcome
 log = logging.getLogger(__name__)
 
 
+class CallNotWanted(PermanentError):
+    """The lot or its job was cancelled after the claim (or the lease was lost): no call."""
+
+    code = "cancelled"
+
+
 class Wakeup:
     """Wakes idle workers on NOTIFY; a generation counter means no wake-up is ever missed."""
 
@@ -121,6 +127,14 @@ async def translate_one(
             return
         await _store(deps.pool, row["id"], owner, _time_limit(row))
         return
+
+    async def before_call() -> None:
+        async with deps.pool.acquire() as conn:
+            if not await store.still_wanted(
+                conn, work_id=row["id"], owner=owner, lease_s=deps.options.lease_s
+            ):
+                raise CallNotWanted("lot or job cancelled before the model call")
+
     started = time.monotonic()
     error: BaseException | None = None
     try:
@@ -136,7 +150,14 @@ async def translate_one(
                 # the SDK's own timeout a little later: the budget's cut-off is not an upstream
                 # failure, so it must not reach the breaker or the throttle as one
                 timeout_s=None if remaining is None else remaining + 1.0,
+                before_call=before_call,
             )
+    except CallNotWanted:
+        deps.breaker.record_ignored()
+        async with deps.pool.acquire() as conn:
+            await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
+        log.info("lot cancelled before its model call", extra={"work": row["id"]})
+        return
     except (TimeoutError, RetryableError, PermanentError) as exc:
         error = exc
     deps.breaker.record(outcome_of(error), time.monotonic() - started)

@@ -18,7 +18,13 @@ from typing import Any, Protocol
 import openai
 from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, outcome_of
-from gen_common.errors import BreakerOpen, GenError, InvalidModelOutput, RateLimited
+from gen_common.errors import (
+    BreakerOpen,
+    GenError,
+    InvalidModelOutput,
+    PermanentError,
+    RateLimited,
+)
 from gen_common.events import TokenUsage
 from tenacity import (
     AsyncRetrying,
@@ -64,6 +70,13 @@ class ModelResult:
     response_id: str
     usage: TokenUsage
     images: list[str]
+
+
+class CallNotWanted(PermanentError):
+    """The call log refused the call: the job or lot was cancelled after the claim (or the lease
+    was lost). No model call is made; the worker cancels its row without an event."""
+
+    code = "cancelled"
 
 
 class CallLog(Protocol):
@@ -169,7 +182,11 @@ class OpenAIAssessor:
         async with self._throttle.slot():
             if not self._breaker.allow():
                 raise BreakerOpen("circuit breaker open")
-            call_id = await calls.started(list(lot.images))
+            try:
+                call_id = await calls.started(list(lot.images))  # raises CallNotWanted
+            except CallNotWanted:
+                self._breaker.record_ignored()  # a half-open probe gives its permit back
+                raise
             started = time.monotonic()
             try:
                 # The deep parts (the schema, the image list) go as extra_body: the SDK would

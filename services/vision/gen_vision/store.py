@@ -106,11 +106,24 @@ async def renew_lease(conn: Conn, *, work_id: int, owner: str, lease_s: float) -
 
 async def call_started(
     conn: Conn, work: asyncpg.Record, *, owner: str, model: str, images: int
-) -> int:
-    call_id: int = await conn.fetchval(
-        """WITH bump AS (UPDATE vision_work SET model_calls = model_calls + 1 WHERE id = $1)
+) -> int | None:
+    """Log a model call about to start; None (nothing written) when it must not start.
+
+    One statement checks, right before the call, that this worker still holds the lease and that
+    neither the job nor the lot was cancelled meanwhile (a cancel that landed after the claim).
+    """
+    call_id: int | None = await conn.fetchval(
+        """WITH ok AS (
+               SELECT 1 FROM vision_work w
+               WHERE w.id = $1 AND w.status = 'running' AND w.lease_owner = $5
+                 AND NOT EXISTS (SELECT 1 FROM jobs j
+                                 WHERE j.job_id = $2 AND j.status = 'cancelled')
+                 AND NOT EXISTS (SELECT 1 FROM lots l WHERE l.job_id = $2 AND l.lot_seq = $3
+                                                        AND l.status = 'cancelled')),
+           bump AS (UPDATE vision_work SET model_calls = model_calls + 1
+                    WHERE id = $1 AND EXISTS (SELECT 1 FROM ok))
            INSERT INTO vision_calls (work_id, job_id, lot_seq, attempt, owner, model, image_count)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+           SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM ok) RETURNING id""",
         work["id"],
         work["job_id"],
         work["lot_seq"],
@@ -120,6 +133,19 @@ async def call_started(
         images,
     )
     return call_id
+
+
+async def cancel_running(conn: Conn, *, work_id: int, owner: str) -> bool:
+    """The claimed row of a lot cancelled after its claim: cancelled, no call, no event."""
+    status = await conn.execute(
+        """UPDATE vision_work SET status = 'cancelled', lease_owner = NULL, lease_until = NULL,
+                  attempts = greatest(attempts - 1, 0), last_error = 'cancelled',
+                  updated_at = now()
+           WHERE id = $1 AND status = 'running' AND lease_owner = $2""",
+        work_id,
+        owner,
+    )
+    return status.endswith(" 1")
 
 
 async def call_finished(conn: Conn, call_id: int, outcome: str, response_id: str | None) -> None:

@@ -33,7 +33,7 @@ from gen_common.errors import (
 )
 
 from gen_vision import handler, store
-from gen_vision.assess import Assessor, LotRequest, ModelResult
+from gen_vision.assess import Assessor, CallNotWanted, LotRequest, ModelResult
 from gen_vision.images import ImageCheck, ImagesUnreachable, enforce_threshold
 from gen_vision.settings import VisionOptions
 
@@ -74,13 +74,16 @@ class _Calls:
 
     async def started(self, images: list[str]) -> int:
         async with self._deps.pool.acquire() as conn:
-            return await store.call_started(
+            call_id = await store.call_started(
                 conn,
                 self._work,
                 owner=self._owner,
                 model=self._deps.options.model,
                 images=len(images),
             )
+        if call_id is None:
+            raise CallNotWanted("job or lot cancelled (or lease lost) before the model call")
+        return call_id
 
     async def finished(self, call_id: int, outcome: str, response_id: str | None) -> None:
         async with self._deps.pool.acquire() as conn:
@@ -216,6 +219,10 @@ async def _failed(
     invalid = isinstance(error, InvalidModelOutput)
     reason = _failure_reason(error, work, o, free=free)
     async with deps.pool.acquire() as conn, conn.transaction():
+        if isinstance(error, CallNotWanted):
+            if await store.cancel_running(conn, work_id=work["id"], owner=owner):
+                log.info("lot cancelled before its model call", extra={"work": work["id"]})
+            return
         if reason is not None:
             if not await jobs.fail(
                 conn, store.TABLE, job_id=work["id"], owner=owner, error=str(error)
