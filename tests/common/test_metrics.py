@@ -134,9 +134,9 @@ async def _echo_trace(request: Request) -> PlainTextResponse:
     return PlainTextResponse(tracing.current() or "")
 
 
-def _app(http: metrics.HttpMetrics) -> Starlette:
+def _app(http: metrics.HttpMetrics, *, start_traces: bool = True) -> Starlette:
     app = Starlette(routes=[Route("/items/{item_id}", _echo_trace)])
-    app.add_middleware(metrics.HttpMiddleware, http=http)
+    app.add_middleware(metrics.HttpMiddleware, http=http, start_traces=start_traces)
     return app
 
 
@@ -161,6 +161,15 @@ async def test_http_middleware_counts_by_route_and_binds_the_request_trace() -> 
         line.startswith('demo_http_request_seconds_count{route="/items/{item_id}"}')
         for line in lines
     )
+
+
+async def test_without_start_traces_only_a_given_trace_is_bound() -> None:
+    app = _app(metrics.HttpMetrics(metrics.Metrics().registry, "demo"), start_traces=False)
+    given = tracing.new()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/items/1", headers={"traceparent": given})).text == given
+        assert (await client.get("/items/2")).text == ""
 
 
 async def test_metrics_server_answers_metrics_and_json_errors() -> None:

@@ -163,7 +163,8 @@ async def test_health_and_metrics(ingest: Ingest) -> None:
     assert health.content == b'{"service":"generation-service","status":"healthy"}\n'
     metrics = await ingest.client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'ingest_requests_total{route="/health",status="200"} 1.0' in metrics.text
+    line = 'ingest_http_requests_total{code="200",method="GET",route="/health"} 1.0'
+    assert line in metrics.text
 
 
 async def test_v1_rate_limit_answers_429_with_retry_after(make_ingest: MakeIngest) -> None:

@@ -115,17 +115,23 @@ class HttpMetrics:
 
 
 class HttpMiddleware:
-    """Counts and times every request by route template; binds the request's trace context."""
+    """Counts and times every request by route template; binds the request's trace context
+    (with ``start_traces``, a new trace when the request brings none: ingest, where traces
+    start; elsewhere records published without one start their own)."""
 
-    def __init__(self, app: ASGIApp, *, http: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, http: HttpMetrics, start_traces: bool = False) -> None:
         self.app = app
         self.http = http
+        self.start_traces = start_traces
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tracing.bind(_traceparent(scope) or tracing.new())
+        traceparent = _traceparent(scope)
+        if traceparent is None and self.start_traces:
+            traceparent = tracing.new()
+        tracing.bind(traceparent)
         start = time.perf_counter()
         code = 500
 

@@ -135,7 +135,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_route() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(await metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.add_exception_handler(Rejected, _rejected)
     app.add_exception_handler(AuthError, _unauthorized)
