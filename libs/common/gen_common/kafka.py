@@ -205,6 +205,9 @@ async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> Non
             await sub.handler(event, conn)
     except PermanentError as exc:
         await _dead_letter(conn, group, record, f"{exc.code}: {exc}")
+        return
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("record handled", extra={"topic": record.topic, "offset": record.offset})
 
 
 async def consume(

@@ -1,4 +1,5 @@
-"""Composition root: the consumer, the sender (with reaper and breaker sampler) and the HTTP app.
+"""Composition root: the consumer, the sender (with reaper and breaker sampler) and the HTTP app
+(``/metrics`` includes the consumer group's lag, read from Kafka at scrape time).
 
 The notifier writes no outbox rows, so it runs no outbox relay.
 """
@@ -21,6 +22,7 @@ from gen_common.events import (
     LotTranslated,
 )
 from gen_common.kafka import Subscription
+from gen_common.metrics import consumer_lag
 from gen_common.ssrf import Resolver
 
 from gen_notifier import handler
@@ -31,6 +33,8 @@ from gen_notifier.routes import create_app
 from gen_notifier.schedule import Clock, SystemClock
 from gen_notifier.settings import NotifierSettings
 from gen_notifier.worker import Sender
+
+GROUP = "notifier"
 
 
 async def serve_http(app: FastAPI, host: str, port: int) -> None:
@@ -75,12 +79,16 @@ async def run(
             Subscription(JOBS_CONTROL, JobCancelRequested, partial(handler.on_cancel, deps=deps)),
         ]
         sender = Sender(pool, client, o, clock, metrics)
+        metrics.watch(pool)
+        topics = [LOTS_TRANSLATED, LOTS_FAILED, JOBS_CONTROL]
+        probe = await stack.enter_async_context(
+            kafka.open_lag_probe(settings.kafka, group=GROUP, topics=topics)
+        )
+        metrics.add_source("consumer_lag", consumer_lag(probe))
         app = create_app(settings, pool=pool, metrics=metrics, clock=clock)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
-                kafka.consume(
-                    settings.kafka, pool=pool, group="notifier", subscriptions=subscriptions
-                )
+                kafka.consume(settings.kafka, pool=pool, group=GROUP, subscriptions=subscriptions)
             )
             tasks.create_task(sender.run())
             tasks.create_task(sender.reap_loop())

@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from gen_common import db
+from gen_common.metrics import HttpMiddleware
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from gen_notifier import deliveries, monitor
@@ -88,7 +90,7 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(await state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/webhook-metrics")
     async def webhook_metrics(hours: str | None = None) -> Any:
@@ -165,4 +167,5 @@ def create_app(
             )
         return JSONResponse({"success": True, "replayed": [msg_id], "count": 1}, status_code=202)
 
+    app.add_middleware(HttpMiddleware, http=state.metrics.http)
     return app

@@ -125,6 +125,7 @@ class Sender:
             log.info(
                 "delivery attempt",
                 extra={
+                    "job_id": str(r.delivery["job_id"]),
                     "msg_id": r.delivery["msg_id"],
                     "attempt": r.delivery["attempts"],
                     "status": r.status,
@@ -242,5 +243,4 @@ class Sender:
                         conn, now=now, after_s=self.o.disable_after_s
                     ):
                         log.warning("endpoint disabled: failing for too long", extra={"url": url})
-                    await self.metrics.refresh_queue(conn)
             await asyncio.sleep(self.o.breaker_interval_s)
