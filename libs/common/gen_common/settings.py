@@ -27,7 +27,12 @@ class KafkaSettings(_Frozen):
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
-    linger_ms: int = Field(default=5, ge=0)
+    linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description="0: every publish is one event awaited by a request or a relay pass, and "
+        "records sent while a produce request is in flight batch anyway",
+    )
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     session_timeout_ms: int = Field(default=10_000, ge=3_000)
     max_poll_records: int = Field(default=500, ge=1)
