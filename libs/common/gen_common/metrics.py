@@ -153,7 +153,7 @@ class HttpMiddleware:
 def _traceparent(scope: Scope) -> str | None:
     for name, value in scope.get("headers") or ():
         if name == b"traceparent":
-            text = value.decode("latin-1").strip().lower()
+            text = value.decode("latin-1").strip()
             return text if tracing.valid(text) else None
     return None
 

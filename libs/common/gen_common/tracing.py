@@ -61,7 +61,7 @@ def from_headers(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     """The ``traceparent`` of a Kafka record's headers, if present and valid."""
     for name, value in headers or ():
         if name == TRACEPARENT:
-            text = bytes(value).decode("ascii", errors="replace").strip().lower()
+            text = bytes(value).decode("ascii", errors="replace").strip()
             return text if valid(text) else None
     return None
 
