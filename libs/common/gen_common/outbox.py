@@ -94,10 +94,12 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0
                     OSError,
                     asyncpg.PostgresConnectionError,
                     asyncpg.exceptions.OperatorInterventionError,  # 57P03 while PG recovers
+                    asyncpg.InterfaceError,  # connection lost mid-transaction (faults D3)
                 ) as exc:
                     log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle_s)
         finally:
-            await listener.remove_listener(CHANNEL, on_notify)
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await listener.remove_listener(CHANNEL, on_notify)
