@@ -150,7 +150,8 @@ class Sender:
                 batch.append(self._results.get_nowait())
             try:
                 await self.record(batch)
-            except (asyncpg.PostgresError, OSError) as exc:  # leases expire; reap re-queues
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                # leases expire; reap re-queues
                 log.warning("recording attempts failed", extra={"error": repr(exc)})
             self._wake.set()
 
@@ -174,7 +175,7 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), self.o.idle_poll_s)
         finally:
             await self._shutdown(recorder)
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                 await listener.remove_listener(WAKE_CHANNEL, self._on_notify)
                 async with self.pool.acquire() as conn:
                     await deliveries.release(conn, self.owner)
@@ -189,7 +190,7 @@ class Sender:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         left = [self._results.get_nowait() for _ in range(self._results.qsize())]
-        with contextlib.suppress(asyncpg.PostgresError, OSError):
+        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
             await self.record(left)
 
     def _on_notify(self, *_: object) -> None:
@@ -205,7 +206,7 @@ class Sender:
                 free += 1
             try:
                 claimed = await self._claim(free)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 log.warning("claim failed", extra={"error": repr(exc)})
                 claimed = []
             for _ in range(free - len(claimed)):
@@ -225,7 +226,7 @@ class Sender:
 
     async def reap_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                 async with self.pool.acquire() as conn:
                     if n := await deliveries.reap(conn, self.clock.now()):
                         log.warning("re-queued deliveries with expired leases", extra={"n": n})
@@ -234,7 +235,7 @@ class Sender:
 
     async def breaker_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                 async with self.pool.acquire() as conn:
                     now = self.clock.now()
                     for url in await endpoints.sample_breakers(conn, now=now, o=self.o):
