@@ -93,7 +93,10 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await kafka.ensure_topics(settings.kafka)
-            pool = await stack.enter_async_context(db.open_pool(settings.db))
+            # Ingest keeps no session state (no SET, LISTEN, advisory locks): no reset round trip.
+            pool = await stack.enter_async_context(
+                db.open_pool(settings.db, reset_on_release=False)
+            )
             publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
             waiting = replies.Replies()
             deps = Deps(
