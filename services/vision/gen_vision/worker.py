@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
-from gen_common import jobs, llm
+from gen_common import jobs, llm, logs
 from gen_common.breaker import Breaker
 from gen_common.errors import (
     BreakerOpen,
@@ -132,6 +132,7 @@ async def _renew(deps: Deps, work_id: int, owner: str) -> None:
 
 
 async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
+    logs.bind_lot(job_id=work["job_id"], lot_seq=work["lot_seq"], lot_id=work["lot_id"])
     renewer = asyncio.create_task(_renew(deps, work["id"], owner))
     lot: LotRequest | None = None
     try:
