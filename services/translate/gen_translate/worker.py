@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from gen_common import jobs, llm
+from gen_common import jobs, llm, logs
 from gen_common.breaker import Breaker, outcome_of
 from gen_common.errors import PermanentError, RateLimited, RetryableError
 
@@ -118,6 +118,8 @@ async def translate_one(
 ) -> None:
     """Translate one claimed (lot, language) of ``source`` and store what came of it."""
     job_id, lot_seq, language = row["job_id"], row["lot_seq"], row["language"]
+    logs.bind_lot(job_id=job_id, lot_seq=lot_seq)  # translate_work rows hold no lot_id
+    logs.bind(language=language)
     remaining = _remaining_s(row["deadline_at"])
     if source is None or source["cancelled"] or (remaining is not None and remaining <= 0):
         deps.breaker.record_ignored()
