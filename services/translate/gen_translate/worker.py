@@ -243,6 +243,6 @@ async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
                 await jobs.reap(conn, WORK)
                 for row in await store.expire_overdue(conn):
                     await finish.record_outcome(conn, _time_limit(row))
-        except (OSError, asyncpg.PostgresConnectionError) as exc:
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             log.warning("reaper pass failed", extra={"error": repr(exc)})
         await asyncio.sleep(interval_s)
