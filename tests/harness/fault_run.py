@@ -1,0 +1,221 @@
+"""Shared steps of the whole-system fault tests D2, D3, O3 and O4 (tests/faults/test_[do]*.py).
+
+- :func:`submit` posts one v1 batch job through ingest with a per-lot webhook and a job
+  ``webhook_url`` on the receiver; :func:`wait_final` polls status until the job is final.
+- :func:`partial_state` is the "no partially applied state" check of D3: every table that one
+  transaction writes together agrees with the others (lot ↔ vision result ↔ translations ↔ job
+  counters, no work row left running, the outbox drained).
+- :class:`LeaseWatch` samples, straight from PostgreSQL, work rows still ``running`` after their
+  lease ran out (vision, translate, webhook deliveries) — the "lease expired" figure of D2.
+- :func:`reaped` sums what the reapers logged they requeued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.harness.processes import eventually
+from tests.harness.system import System
+
+FINAL_JOB = ("completed", "failed", "cancelled")
+LEASED = ("vision_work", "translate_work", "webhook_deliveries")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: uuid.UUID
+    hook: str  # receiver path of the per-lot webhooks
+    done: str  # receiver path of the job webhook_url
+    lot_ids: list[str]
+    languages: list[str]
+
+    @property
+    def non_en(self) -> int:
+        return len({x for x in self.languages if x.lower() != "en"})
+
+
+async def submit(
+    system: System,
+    http: httpx.AsyncClient,
+    total: int,
+    *,
+    languages: list[str],
+    info: Callable[[int], str] = lambda i: f"lot {i}",
+    images: int = 2,
+) -> Submitted:
+    tag = uuid.uuid4().hex[:8]
+    hook, done = f"/hook/faults/{tag}", f"/done/faults/{tag}"
+    lots = [
+        {
+            "lot_id": f"f-{tag}-{i}",
+            "additional_info": info(i),
+            "webhook": system.receiver.hook(hook),
+            "images": [{"url": system.images.ok(f"{tag}-{i}-{k}")} for k in range(images)],
+        }
+        for i in range(total)
+    ]
+    response = await system.client(http).generate(
+        lots, languages, webhook_url=system.receiver.hook(done)
+    )
+    assert response.status_code == 201, response.text
+    job_id = uuid.UUID(response.json()["job_id"])
+    return Submitted(job_id, hook, done, [str(lot["lot_id"]) for lot in lots], languages)
+
+
+async def job_status(system: System, http: httpx.AsyncClient, job_id: uuid.UUID) -> str:
+    response = await system.client(http).batch_status(str(job_id))
+    return str(response.json().get("status")) if response.status_code == 200 else ""
+
+
+async def wait_final(
+    system: System, http: httpx.AsyncClient, job_id: uuid.UUID, *, timeout: float
+) -> str:
+    async def final() -> bool:
+        return await job_status(system, http, job_id) in FINAL_JOB
+
+    try:
+        await eventually(final, timeout=timeout, interval=0.5)
+    except TimeoutError:
+        raise AssertionError(f"job {job_id} not final in {timeout}s\n{system.tails()}") from None
+    return await job_status(system, http, job_id)
+
+
+async def lot_counts(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n FROM lots WHERE job_id = $1 GROUP BY 1", job_id
+    )
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def partial_state(pool: asyncpg.Pool, job: Submitted, prefix: str) -> list[str]:
+    """What one transaction should have written together but the tables disagree on."""
+    out: list[str] = []
+    rows = await pool.fetch(
+        """SELECT l.lot_seq, l.status, l.error_code, l.descriptions, l.input_tokens,
+                  l.output_tokens, v.lot_seq IS NOT NULL AS assessed,
+                  coalesce(v.input_tokens, 0) AS v_in,
+                  (SELECT count(*) FROM translate_results t WHERE t.job_id = l.job_id
+                     AND t.lot_seq = l.lot_seq AND t.outcome = 'translated') AS translated,
+                  (SELECT count(*) FROM vision_work w WHERE w.job_id = l.job_id
+                     AND w.lot_seq = l.lot_seq) AS work_rows,
+                  (SELECT coalesce(sum(t.input_tokens), 0) FROM translate_results t
+                     WHERE t.job_id = l.job_id AND t.lot_seq = l.lot_seq) AS t_in
+           FROM lots l LEFT JOIN vision_results v USING (job_id, lot_seq)
+           WHERE l.job_id = $1 ORDER BY l.lot_seq""",
+        job.job_id,
+    )
+    for r in rows:
+        seq = r["lot_seq"]
+        if r["work_rows"] != 1:
+            out.append(f"lot {seq}: {r['work_rows']} vision work rows")
+        if r["status"] == "completed":
+            if not r["assessed"]:
+                out.append(f"lot {seq}: completed without a vision result")
+            if r["translated"] != job.non_en:
+                out.append(f"lot {seq}: completed with {r['translated']}/{job.non_en} translations")
+            if len(r["descriptions"] or []) != 1 + job.non_en:
+                out.append(f"lot {seq}: {len(r['descriptions'] or [])} descriptions")
+            if r["input_tokens"] != r["v_in"] + r["t_in"]:
+                out.append(
+                    f"lot {seq}: lot input_tokens {r['input_tokens']} != vision {r['v_in']} "
+                    f"+ translations {r['t_in']} (an increment applied twice or lost)"
+                )
+        elif r["status"] == "failed" and not r["error_code"]:
+            out.append(f"lot {seq}: failed without an error code")
+    job_row = await pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job.job_id)
+    assert job_row is not None
+    done = sum(1 for r in rows if r["status"] == "completed")
+    failed = sum(1 for r in rows if r["status"] == "failed")
+    if (job_row["completed_lots"], job_row["failed_lots"]) != (done, failed):
+        out.append(
+            f"job counters {job_row['completed_lots']}/{job_row['failed_lots']} "
+            f"!= lot rows {done}/{failed}"
+        )
+    for table in LEASED:
+        busy = await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE job_id = $1 AND status = 'running'", job.job_id
+        )
+        if busy:
+            out.append(f"{busy} {table} rows still running")
+    left = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE convert_from(payload, 'UTF8')::jsonb->>'job_id' = $1",
+        str(job.job_id),
+    )
+    if left:
+        out.append(f"{left} outbox rows of the job never relayed ({prefix}*)")
+    return out
+
+
+async def job_totals(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, Any]:
+    """The job's token total against the sum over its lots (reported, see the D3 test)."""
+    row = await pool.fetchrow(
+        """SELECT j.input_tokens AS job, (SELECT sum(input_tokens) FROM lots
+                  WHERE job_id = j.job_id) AS lots FROM jobs j WHERE j.job_id = $1""",
+        job_id,
+    )
+    assert row is not None
+    return {"job_input_tokens": row["job"], "sum_lot_input_tokens": row["lots"]}
+
+
+@dataclass
+class LeaseWatch:
+    """Samples running rows whose lease is over, every ``interval`` seconds, from PostgreSQL."""
+
+    pool: asyncpg.Pool
+    job_id: uuid.UUID
+    interval: float = 0.25
+    expired: dict[str, set[int]] = field(default_factory=dict)
+    samples: int = 0
+
+    async def _sample(self) -> None:
+        for table in LEASED:
+            ids = await self.pool.fetch(
+                f"""SELECT id FROM {table} WHERE job_id = $1 AND status = 'running'
+                      AND lease_until < now()""",
+                self.job_id,
+            )
+            self.expired.setdefault(table, set()).update(r["id"] for r in ids)
+        self.samples += 1
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LeaseWatch]:
+        async def loop() -> None:
+            while True:
+                await self._sample()
+                await asyncio.sleep(self.interval)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def counts(self) -> dict[str, int]:
+        return {table: len(ids) for table, ids in self.expired.items()}
+
+
+def reaped(system: System) -> dict[str, int]:
+    """Rows the reapers said they requeued (vision logs a count; the notifier logs ``n``)."""
+    found = {"vision": 0, "notifier": 0}
+    for line in system.log_lines("vision"):
+        if message(line) == "requeued lots with expired leases":
+            found["vision"] += int(line.get("count", 0))
+    for line in system.log_lines("notifier"):
+        if message(line) == "re-queued deliveries with expired leases":
+            found["notifier"] += int(line.get("n", 0))
+    return found
+
+
+def message(line: dict[str, Any]) -> str:
+    """The message of one JSON log line (``msg``; ``message`` in older formats)."""
+    return str(line.get("msg", line.get("message", "")))
