@@ -124,15 +124,13 @@ async def _outbox_rows(conn: Conn, job: uuid.UUID, lot_trace: str) -> None:
            VALUES ($1, 'c', 'batch', '{en}', 2)""",
         job,
     )
-    for seq in (0, 1):
+    for seq, traceparent in ((0, lot_trace), (1, None)):  # as vision's ensure_lot leaves them
         await conn.execute(
-            "INSERT INTO lots (job_id, lot_seq, lot_id) VALUES ($1, $2, '1')", job, seq
+            "INSERT INTO lots (job_id, lot_seq, lot_id, traceparent) VALUES ($1, $2, '1', $3)",
+            job,
+            seq,
+            traceparent,
         )
-    tracing.bind(lot_trace)
-    await tracing.keep_for_lot(conn, job, 0)
-    tracing.bind(tracing.new())
-    await tracing.keep_for_lot(conn, job, 0)  # a redelivery: the first writer's context stays
-    tracing.bind(None)
 
     def failed(seq: int) -> LotFailed:
         return LotFailed(job_id=job, lot_seq=seq, lot_id="1", stage="vision", reason="x")

@@ -181,16 +181,14 @@ async def _dead_letter(conn: Conn, group: str, record: Any, error: str) -> None:
 def _bind(record: Any, event: Event) -> None:
     """Bind the record's trace context (a new trace if it has none) and its lot's ids."""
     tracing.bind(tracing.from_headers(record.headers) or tracing.new())
-    job_id = getattr(event, "job_id", None)
-    if job_id is None:
-        logs.clear()
-    else:
-        logs.bind_lot(
-            job_id=job_id,
-            lot_seq=getattr(event, "lot_seq", None),
-            lot_id=getattr(event, "lot_id", None),
-        )
-    logs.bind(event_id=str(event.event_id))
+    fields: dict[str, object] = {"event_id": str(event.event_id)}
+    if (job_id := getattr(event, "job_id", None)) is not None:
+        fields["job_id"] = str(job_id)
+        if (lot_seq := getattr(event, "lot_seq", None)) is not None:
+            fields["lot_seq"] = lot_seq
+        if (lot_id := getattr(event, "lot_id", None)) is not None:
+            fields["lot_id"] = str(lot_id)
+    logs.context.set(fields)
 
 
 async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> None:

@@ -12,11 +12,7 @@ from __future__ import annotations
 import contextvars
 import re
 import secrets
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
-from gen_common.db import Conn
+from collections.abc import Iterable
 
 TRACEPARENT = "traceparent"
 _FORMAT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -53,8 +49,9 @@ def current() -> str | None:
 
 
 def bind(traceparent: str | None) -> None:
-    """Bind ``traceparent`` (a valid one, else None) for this task and the tasks it starts."""
-    _current.set(traceparent if traceparent is not None and valid(traceparent) else None)
+    """Bind ``traceparent`` for this task and the tasks it starts. Check what comes from outside
+    first (:func:`from_headers` and the HTTP middleware do): this hot-path call does not."""
+    _current.set(traceparent)
 
 
 def from_headers(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
@@ -64,29 +61,3 @@ def from_headers(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
             text = bytes(value).decode("ascii", errors="replace").strip()
             return text if valid(text) else None
     return None
-
-
-async def keep_for_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> None:
-    """Store the bound context on the lot (first writer wins): events its workers emit later,
-    outside any consumed record, continue the lot's trace (see gen_common.outbox.add)."""
-    traceparent = current()
-    if traceparent is not None:
-        await conn.execute(
-            """UPDATE lots SET traceparent = $3
-               WHERE job_id = $1 AND lot_seq = $2 AND traceparent IS NULL""",
-            job_id,
-            lot_seq,
-            traceparent,
-        )
-
-
-def keeping_lot_trace(
-    handler: Callable[[Any, Conn], Awaitable[None]],
-) -> Callable[[Any, Conn], Awaitable[None]]:
-    """Wrap the consumer handler that creates lots rows so each lot keeps its trace context."""
-
-    async def wrapped(event: Any, conn: Conn) -> None:
-        await handler(event, conn)
-        await keep_for_lot(conn, event.job_id, event.lot_seq)
-
-    return wrapped

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import httpx
-from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service, tracing
+from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
@@ -68,11 +68,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
         subscriptions = [
-            Subscription(
-                LOTS_SUBMITTED,
-                LotSubmitted,
-                tracing.keeping_lot_trace(partial(handler.on_submitted, options=o)),
-            ),
+            Subscription(LOTS_SUBMITTED, LotSubmitted, partial(handler.on_submitted, options=o)),
             Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
         ]
         async with asyncio.TaskGroup() as tg:

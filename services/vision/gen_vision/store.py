@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from gen_common import tracing
 from gen_common.db import Conn
 from gen_common.events import LotSubmitted, TokenUsage
 
@@ -38,13 +39,17 @@ async def ensure_job(conn: Conn, e: LotSubmitted) -> None:
 
 
 async def ensure_lot(conn: Conn, e: LotSubmitted) -> None:
+    """The lots row; it keeps the record's trace context, so the lot's later events continue
+    its trace (gen_common.outbox.add reads it when no context is bound)."""
     await conn.execute(
-        """INSERT INTO lots (job_id, lot_seq, lot_id, webhook) VALUES ($1, $2, $3, $4)
+        """INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (job_id, lot_seq) DO NOTHING""",
         e.job_id,
         e.lot_seq,
         e.lot_id,
         e.webhook,
+        tracing.current(),
     )
 
 
