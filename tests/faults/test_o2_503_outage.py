@@ -127,6 +127,7 @@ async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
 
                 await eventually(finished, timeout=OUTAGE_S + 300, interval=0.2)
                 done_at = time.time()
+                final = await breaker_gauges(http, metrics_port)
                 assert vision.proc is not None
                 assert vision.proc.poll() is None, "vision exited during the outage"
 
@@ -163,6 +164,7 @@ async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
         "max_attempts": max(r["attempts"] for r in work),
         "configured_max_attempts": MAX_ATTEMPTS,
         "drained_s_after_outage": round(done_at - outage_end, 1),
+        "breaker_final": final,
     }
     (tmp_path / "report.json").write_text(json.dumps(report))
     if sys.__stderr__ is not None:
@@ -174,6 +176,8 @@ async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
     assert all(n <= BREAKER.half_open_calls for n in probes), report
     assert probes, report  # it was tested half-open at least once
     assert episodes[-1].after == "closed", report
+    assert final["state"] == 0, report  # /metrics agrees: closed, and opened as often as logged
+    assert final["trips"] == len(opened), report
     assert failed == []
     assert len(work) == total
     assert {r["status"] for r in work} == {"done"}

@@ -28,55 +28,31 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import psutil
 import pytest
 from gen_common import kafka
 from gen_common.events import LOTS_ASSESSED, LotAssessed
 from gen_common.settings import KafkaSettings
 from openai_sim.process import RunningSim
 
-from tests.harness.processes import Child, child, eventually, settings_env
+from tests.harness.processes import child, eventually
 
 from .conftest import ImageHost
 from .lots import lot, observe
+from .vision_process import job_calls, pg_backends, vision_env
 
-pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.pg,
+    pytest.mark.kafka,
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+]
 LOTS = 1_000
 WORKERS = 16
 LATENCY_MS = 400
 KILL_AFTER = LOTS // 3
-
-
-def child_env(migrated: str, ks: KafkaSettings, sim: RunningSim) -> dict[str, str]:
-    return settings_env(
-        DB__URL=migrated,
-        KAFKA__BOOTSTRAP_SERVERS=ks.bootstrap_servers,
-        KAFKA__TOPIC_PREFIX=ks.topic_prefix,
-        KAFKA__PARTITIONS=str(ks.partitions),
-        OPENAI__BASE_URL=sim.base_url,
-        OPENAI__API_KEY="sk-test",
-        OPENAI__MAX_RETRIES="0",
-        VISION__WORKERS=str(WORKERS),
-        VISION__LEASE_S="3",
-        VISION__REAP_INTERVAL_S="0.5",
-        VISION__IDLE_POLL_S="0.2",
-        VISION__IMAGES='{"ssrf": {"allow_cidrs": ["127.0.0.0/8"]}}',
-        LOG__LEVEL="WARNING",
-    )
-
-
-def pg_backends(proc: Child, pg_port: int) -> set[int]:
-    """Local ports of the process's PostgreSQL connections (= pg_stat_activity.client_port)."""
-    assert proc.proc is not None
-    conns = psutil.Process(proc.proc.pid).net_connections(kind="tcp")
-    return {c.laddr.port for c in conns if c.raddr and c.raddr.port == pg_port}
-
-
-def sim_calls(sim: RunningSim, job: uuid.UUID) -> list[dict[str, Any]]:
-    return [c for c in sim.admin.calls() if (c["metadata"] or {}).get("job_id") == str(job)]
 
 
 async def test_sigkill_during_a_1000_lot_job_every_lot_once(
@@ -90,7 +66,9 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
 ) -> None:
     sim.admin.config({"latency": {"kinds": {"vision": {"dist": "fixed", "ms": LATENCY_MS}}}})
     await kafka.ensure_topics(kafka_settings)
-    env = child_env(migrated, kafka_settings, sim)
+    env = vision_env(
+        migrated, kafka_settings, sim, VISION__WORKERS=str(WORKERS), VISION__LEASE_S="3"
+    )
     log = tmp_path / "vision.log"
     job = uuid.uuid4()
     images = [image_host.url(f"img/{unique}/a.jpg")]
@@ -117,6 +95,7 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
                 await publisher.publish_many([lot(job, i, images, total=LOTS) for i in range(LOTS)])
             await eventually(busy, timeout=120, interval=0.05)
             ports = pg_backends(first, pg_port)
+            assert ports, "no PostgreSQL connection of the vision process found"
             killed_at = time.time()
             first.send(signal.SIGKILL)
             first.wait(10)
@@ -131,7 +110,7 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
         # Every transaction the killed process had sent has now committed or rolled back.
         await eventually(backends_gone, timeout=30)
         stored_by_first = await results()
-        calls_by_first = len(sim_calls(sim, job))
+        calls_by_first = len(job_calls(sim, job))
         killed_for = time.monotonic()
         with child("gen_vision", env, log):
 
@@ -142,7 +121,7 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
             await eventually(finished, timeout=180, interval=0.2)
         restart_to_done = time.monotonic() - killed_for
 
-    calls = sim_calls(sim, job)
+    calls = job_calls(sim, job)
     latency = LATENCY_MS / 1000
     unanswered = sum(c["time"] <= killed_at < c["time"] + latency for c in calls)
     in_flight = calls_by_first - stored_by_first

@@ -2,6 +2,7 @@
 
 - :func:`vision_env` — the child's environment: wired to the test's PostgreSQL / Kafka prefix and
   to a simulator, loopback images allowed, short polls.
+- :func:`pg_backends` — its PostgreSQL connections (to wait until a killed one's are gone).
 - :func:`breaker_gauges` — its Prometheus ``/metrics`` (``VISION__METRICS_PORT``) as a dict.
 - :func:`transitions` — the breaker's state changes, read from its JSON log.
 - :func:`job_calls` / :func:`per_second` — the simulator's call log of one job, bucketed.
@@ -18,10 +19,11 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from gen_common.settings import KafkaSettings
 from openai_sim.process import RunningSim
 
-from tests.harness.processes import settings_env
+from tests.harness.processes import Child, settings_env
 
 BREAKER_LOG = "circuit breaker state change"
 
@@ -44,15 +46,28 @@ def vision_env(db_url: str, ks: KafkaSettings, sim: RunningSim, **overrides: str
     return settings_env(**values)
 
 
+def pg_backends(proc: Child, pg_port: int) -> set[int]:
+    """Local ports of the process's PostgreSQL connections (= pg_stat_activity.client_port):
+    once none is left, every transaction a killed process had sent has committed or rolled back."""
+    assert proc.proc is not None
+    conns = psutil.Process(proc.proc.pid).net_connections(kind="tcp")
+    return {c.laddr.port for c in conns if c.raddr and c.raddr.port == pg_port}
+
+
 async def breaker_gauges(http: httpx.AsyncClient, port: int) -> dict[str, float]:
-    """``vision_breaker_{state,trips,rejected}`` (state: 0 closed, 1 half-open, 2 open)."""
+    """``gen_breaker_{state,trips_total,rejected_total}{stage="vision"}`` as ``state``,
+    ``trips``, ``rejected`` (state: 0 closed, 1 half-open, 2 open), read at scrape time."""
     response = await http.get(f"http://127.0.0.1:{port}/metrics")
     response.raise_for_status()
     gauges: dict[str, float] = {}
     for line in response.text.splitlines():
         name, _, value = line.partition(" ")
-        if name.startswith("vision_breaker_"):
-            gauges[name.removeprefix("vision_breaker_")] = float(value)
+        family, _, labels = name.partition("{")
+        if family.startswith("gen_breaker_") and 'stage="vision"' in labels:
+            key = family.removeprefix("gen_breaker_").removesuffix("_total")
+            gauges[key] = float(value)
+    if set(gauges) != {"state", "trips", "rejected"}:
+        raise AssertionError(f"no breaker families on /metrics: {response.text[:2000]}")
     return gauges
 
 
