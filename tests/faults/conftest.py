@@ -4,6 +4,8 @@
 - ``kafka_trio`` — three KRaft nodes on loopback, topics RF 3 with ``min.insync.replicas=2``.
 - ``own_pg`` — a private PostgreSQL cluster (migrated, with the ``test_effects`` table) that a
   test may stop with ``pg_ctl stop -m immediate`` and start again on the same port and data dir.
+- :func:`whole_system` — every service as a real process (tests.harness.system) for the
+  whole-system fault tests; the tail of every service log is printed when the test fails.
 
 Each prints its start-to-ready time past pytest's capture (``[faults] ...``), the figure the
 issue notes ask for. Tests that kill nothing else use the session fixtures for the rest.
@@ -17,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -26,6 +30,7 @@ from gen_common import migrate
 from gen_devstack import kafka_local, pg_local
 
 from tests.harness import counting_consumer
+from tests.harness.system import System, open_system
 
 HEAP_MB = 512
 
@@ -101,3 +106,29 @@ def restart_through_recovery(cluster: pg_local.Cluster, *, refusing_s: float) ->
     _pg_ctl(cluster, "-l", log, "-o", f"-p {cluster.port} -c hot_standby=off", "-w", "start")
     time.sleep(refusing_s)  # the fault's length, not a synchronisation
     _pg_ctl(cluster, "-w", "promote")
+
+
+@asynccontextmanager
+async def whole_system(
+    root: Path,
+    *,
+    db_url: str,
+    bootstrap: str,
+    sim_config: dict[str, Any] | None = None,
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+    replication: int = 1,
+) -> AsyncIterator[System]:
+    """Every service as a real process; on failure, the end of each service log is shown."""
+    async with open_system(
+        db_url=db_url,
+        bootstrap=bootstrap,
+        root=root,
+        sim_config=sim_config,
+        overrides=overrides,
+        replication=replication,
+    ) as system:
+        try:
+            yield system
+        except BaseException:
+            announce(f"service logs in {root}:\n{system.tails(40)}")
+            raise

@@ -122,11 +122,25 @@ async def read_topic(
     bootstrap: str, topic: str, partitions: int
 ) -> dict[tuple[int, int], uuid.UUID]:
     """Every record of ``topic`` up to its current end: (partition, offset) -> event id."""
+    raw = await read_raw(bootstrap, topic, partitions)
+    return {at: LotSubmitted.model_validate_json(value).event_id for at, value in raw.items()}
+
+
+async def read_lots(
+    bootstrap: str, topic: str, partitions: int
+) -> dict[tuple[int, int], LotSubmitted]:
+    """Every LotSubmitted of ``topic`` up to its current end, by (partition, offset)."""
+    raw = await read_raw(bootstrap, topic, partitions)
+    return {at: LotSubmitted.model_validate_json(value) for at, value in raw.items()}
+
+
+async def read_raw(bootstrap: str, topic: str, partitions: int) -> dict[tuple[int, int], bytes]:
+    """Every record value of ``topic`` up to its current end: (partition, offset) -> bytes."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    found: dict[tuple[int, int], uuid.UUID] = {}
+    found: dict[tuple[int, int], bytes] = {}
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
@@ -137,9 +151,7 @@ async def read_topic(
             assert asyncio.get_running_loop().time() < deadline, "topic not read in 60 s"
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for r in records:
-                    found[(tp.partition, r.offset)] = LotSubmitted.model_validate_json(
-                        r.value or b""
-                    ).event_id
+                    found[(tp.partition, r.offset)] = r.value or b""
     finally:
         await consumer.stop()
     return found

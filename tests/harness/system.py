@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from gen_common import kafka
 from gen_common.settings import KafkaSettings
 from gen_common.signing import hmac_hex, sign_lots
@@ -133,6 +134,20 @@ class System:
     def client(self, http: httpx.AsyncClient) -> V1Client:
         return V1Client(http, key=self.shared_key, ingest=self.ingest_url, status=self.status_url)
 
+    def v1_lots(
+        self, tag: str, total: int, *, hook: str | None = None, images: int = 1
+    ) -> list[dict[str, Any]]:
+        """``total`` v1 lots ``{tag}-{i}`` with ``images`` servable images each and, with
+        ``hook`` (a receiver path), a per-lot webhook."""
+        return [
+            {
+                "lot_id": f"{tag}-{i}",
+                "images": [{"url": self.images.ok(f"{tag}-{i}-{k}")} for k in range(images)],
+                **({"webhook": self.receiver.hook(hook)} if hook else {}),
+            }
+            for i in range(total)
+        ]
+
     def log(self, name: str) -> Path:
         return self.root / f"{name}.log"
 
@@ -198,6 +213,8 @@ class System:
         await admin.start()
         try:
             answers = await admin.describe_consumer_groups([self.kafka.topic(group)])
+        except KafkaError:  # e.g. a new cluster still creating __consumer_offsets
+            return False
         finally:
             await admin.close()
         groups = answers[0].to_object()["groups"]
@@ -247,6 +264,8 @@ def service_envs(
         "KAFKA__BOOTSTRAP_SERVERS": ks.bootstrap_servers,
         "KAFKA__TOPIC_PREFIX": ks.topic_prefix,
         "KAFKA__PARTITIONS": str(ks.partitions),
+        "KAFKA__REPLICATION_FACTOR": str(ks.replication_factor),
+        "KAFKA__MIN_INSYNC_REPLICAS": str(ks.min_insync_replicas),
         "KAFKA__SESSION_TIMEOUT_MS": "6000",
         "LOG__LEVEL": "INFO",
     }
@@ -322,13 +341,18 @@ async def open_system(
     sim_config: dict[str, Any] | None = None,
     overrides: Mapping[str, Mapping[str, str]] | None = None,
     partitions: int = 3,
+    replication: int = 1,
 ) -> AsyncIterator[System]:
-    """Start everything, wait until every service is ready, stop it all on exit."""
+    """Start everything, wait until every service is ready, stop it all on exit. With
+    ``replication`` > 1 (a multi-node cluster) topics get that many replicas and
+    ``min.insync.replicas`` 2."""
     root.mkdir(parents=True, exist_ok=True)
     ks = KafkaSettings(
         bootstrap_servers=bootstrap,
         topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.",
         partitions=partitions,
+        replication_factor=replication,
+        min_insync_replicas=min(replication, 2),
     )
     await kafka.ensure_topics(ks)
     config = {"call_log_size": 200_000, **(sim_config or {})}

@@ -1,0 +1,206 @@
+"""C5: rolling restart under load. While batch jobs are submitted through ingest at a steady rate,
+SIGTERM each service in turn (ingest, vision, translate, notifier, status; the outbox relays run
+inside vision and translate, there is no separate relay process), start it again and wait until
+it is ready before the next one.
+
+The catalogue's 200 lots/s for 2 min is scaled to what this shared 2-core machine sustains with
+every service, the simulator, the receiver and the test on it: 25 lots/s (one 25-lot job a
+second) for 60 s, 1,500 lots. The client side behaves like a careful client: each job carries an
+``Idempotency-Key`` and is re-sent (same key, same body) while ingest is unreachable or answers
+409/503, so a restart of ingest neither loses nor duplicates a job.
+
+Pass (reliability.md §7 C5): each process exits (code 0) within 30 s of SIGTERM; no work row is
+left ``running`` past its lease once the restarted stage had a lease and a reap interval to
+clean up; no CommitFailedError loop (at most one such line per consumer restart); every job
+completes with its webhooks (checker I1-I7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.faults.conftest import announce, whole_system
+from tests.harness import checker
+from tests.harness.processes import eventually
+from tests.harness.system import System
+
+pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
+JOB_LOTS = 25
+EVERY_S = 1.0
+LOAD_S = 60.0
+ORDER = ("ingest", "vision", "translate", "notifier", "status")
+GAP_S = 4.0  # between one service ready and the next SIGTERM
+EXIT_LIMIT_S = 30.0
+LANGUAGES = ["en", "ru"]
+SIM = {"latency": {"kinds": {"vision": {"dist": "uniform", "min_ms": 50, "max_ms": 250}}}}
+# Lease of each work table (tests.harness.system's settings) and the reapers' interval.
+LEASES = {"vision_work": 10.0, "translate_work": 40.0, "webhook_deliveries": 20.0}
+REAP_S = 1.0
+RETRYABLE = (409, 502, 503)
+
+
+@dataclass
+class Job:
+    tag: str
+    job_id: uuid.UUID | None = None
+    attempts: int = 0
+    answers: list[int | str] = field(default_factory=list)
+
+
+async def submit(system: System, http: httpx.AsyncClient, stop_by: float) -> Job:
+    """Send one job until ingest accepts it (same Idempotency-Key every time)."""
+    job = Job(uuid.uuid4().hex[:8])
+    client = system.client(http)
+    lots = system.v1_lots(f"c5-{job.tag}", JOB_LOTS, hook=f"/hook/c5/{job.tag}")
+    body = client.body(lots, LANGUAGES, webhook_url=system.receiver.hook(f"/done/c5/{job.tag}"))
+    while True:
+        job.attempts += 1
+        try:
+            answer = await client.post_raw(body, **{"idempotency-key": f"c5-{job.tag}"})
+        except httpx.TransportError as exc:
+            job.answers.append(type(exc).__name__)
+        else:
+            job.answers.append(answer.status_code)
+            if answer.status_code == 201:
+                job.job_id = uuid.UUID(answer.json()["job_id"])
+                return job
+            if answer.status_code not in RETRYABLE:
+                return job
+        if time.monotonic() > stop_by:
+            return job
+        await asyncio.sleep(0.25)
+
+
+def expect(job: Job, in_flight: Counter[str]) -> checker.Expect:
+    assert job.job_id is not None
+    return checker.Expect(
+        job.job_id,
+        len(LANGUAGES) - 1,
+        hook_path=f"/hook/c5/{job.tag}",
+        completion_path=f"/done/c5/{job.tag}",
+        in_flight=in_flight[str(job.job_id)],
+    )
+
+
+async def stop_and_start(
+    system: System, pool: asyncpg.Pool, name: str, in_flight: Counter[str]
+) -> tuple[float, int, float]:
+    """SIGTERM ``name``; (seconds to exit, exit code, seconds until the new one is ready).
+    Model calls the stopped stage abandoned are added to ``in_flight`` (per job)."""
+    child = system.children[name]
+    assert child.proc is not None
+    proc = child.proc
+    began = time.monotonic()
+    child.send(signal.SIGTERM)
+    try:
+        code = await asyncio.to_thread(proc.wait, EXIT_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise AssertionError(f"{name} still running {EXIT_LIMIT_S}s after SIGTERM") from None
+    exited = time.monotonic() - began
+    if name in ("vision", "translate"):
+        in_flight.update(await checker.abandoned_calls(pool, system, name))
+    system.start(name)
+    await system.wait_ready([name])
+    return exited, code, time.monotonic() - began
+
+
+async def test_rolling_restart_under_load_loses_nothing(
+    migrated: str, kafka_bootstrap: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with (
+        whole_system(
+            tmp_path / "system", db_url=migrated, bootstrap=kafka_bootstrap, sim_config=SIM
+        ) as system,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        started = time.monotonic()
+        tasks: list[asyncio.Task[Job]] = []
+
+        async def load() -> None:
+            while time.monotonic() - started < LOAD_S:
+                tasks.append(asyncio.create_task(submit(system, http, started + LOAD_S + 60)))
+                await asyncio.sleep(EVERY_S)
+
+        loader = asyncio.create_task(load())
+        restarts: dict[str, dict[str, float]] = {}
+        in_flight: Counter[str] = Counter()
+        ready_at: dict[str, float] = {}
+        try:
+            await asyncio.sleep(GAP_S)
+            for name in ORDER:
+                exited, code, ready = await stop_and_start(system, pool, name, in_flight)
+                ready_at[name] = time.monotonic()
+                restarts[name] = {
+                    "exit_s": round(exited, 2),
+                    "code": code,
+                    "ready_s": round(ready, 2),
+                }
+                assert code == 0, f"{name} exited {code} after SIGTERM"
+                await asyncio.sleep(GAP_S)
+            await loader
+        finally:
+            loader.cancel()
+        jobs = [await task for task in tasks]
+        load_s = time.monotonic() - started
+        refused = [j for j in jobs if j.job_id is None]
+        assert not refused, [j.answers for j in refused][:5]
+
+        ids = [j.job_id for j in jobs]
+
+        async def all_completed() -> bool:
+            n = await pool.fetchval(
+                "SELECT count(*) FROM jobs WHERE job_id = ANY($1) AND status = 'completed'", ids
+            )
+            return int(n) == len(ids)
+
+        await eventually(all_completed, timeout=240, interval=0.5)
+        completed_s = time.monotonic() - started
+        found = await checker.settle_all(
+            pool, system, [expect(j, in_flight) for j in jobs], timeout=60
+        )
+        assert not found, dict(list(found.items())[:3])
+        done_s = time.monotonic() - started
+
+        # Each restarted stage has had its lease and a reap interval: nothing left running.
+        stage_of = {"vision_work": "vision", "translate_work": "translate"}
+        stage_of["webhook_deliveries"] = "notifier"
+        for table, lease in LEASES.items():
+            wait = ready_at[stage_of[table]] + lease + REAP_S + 1 - time.monotonic()
+            await asyncio.sleep(max(0.0, wait))
+            stale = await pool.fetchval(
+                f"SELECT count(*) FROM {table} WHERE status = 'running' AND lease_until < now()"
+            )
+            assert stale == 0, f"{stale} {table} rows still running past their lease"
+        commit_failed = {n: _count(system, n, "CommitFailedError") for n in ORDER}
+        errors = checker.log_errors(system)
+        assert system.alive() == dict.fromkeys(system.children, True)
+
+    for name, n in commit_failed.items():
+        assert n <= 1, f"{name} logged CommitFailedError {n} times (one restart)"
+    retried = [j.answers for j in jobs if j.attempts > 1]
+    announce(
+        f"C5: {len(jobs)} jobs x {JOB_LOTS} lots ({len(jobs) * JOB_LOTS} lots, "
+        f"{len(jobs) * JOB_LOTS / LOAD_S:.0f} lots/s offered over {load_s:.0f}s); restarts "
+        f"{restarts}; jobs re-sent {len(retried)} (answers {retried[:6]}); all completed "
+        f"{completed_s:.0f}s and checked {done_s:.0f}s after the load started; model calls "
+        f"abandoned by the stops "
+        f"{sum(in_flight.values())} over {len(in_flight)} jobs; CommitFailedError lines "
+        f"{commit_failed}; ERROR lines in logs {len(errors)} {errors[:3]}"
+    )
+
+
+def _count(system: System, name: str, needle: str) -> int:
+    path = system.log(name)
+    return path.read_text(errors="replace").count(needle) if path.exists() else 0
