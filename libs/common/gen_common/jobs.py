@@ -38,21 +38,23 @@ async def claim(
     lease_s: float,
     limit: int = 1,
     where: str = "TRUE",
+    select: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Lease up to ``limit`` due rows (highest priority first) to ``owner``."""
+    """Lease up to ``limit`` due rows (highest priority first) to ``owner``.
+
+    ``select``: a query over ``claimed`` (the claimed rows) to return instead of the rows, e.g.
+    a join with the data the worker needs next: one round trip instead of two.
+    """
     t = table_name(table)
-    return await conn.fetch(
-        f"""UPDATE {t} SET status = 'running', lease_owner = $1,
+    update = f"""UPDATE {t} SET status = 'running', lease_owner = $1,
                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
             WHERE id IN (SELECT id FROM {t}
                          WHERE status = 'queued' AND next_attempt_at <= now() AND ({where})
                          ORDER BY priority DESC, next_attempt_at, id
                          LIMIT $3 FOR UPDATE SKIP LOCKED)
-            RETURNING *""",
-        owner,
-        lease_s,
-        limit,
-    )
+            RETURNING *"""
+    sql = update if select is None else f"WITH claimed AS ({update}) {select}"
+    return await conn.fetch(sql, owner, lease_s, limit)
 
 
 async def finish(conn: Conn, table: str, *, job_id: int, owner: str) -> bool:

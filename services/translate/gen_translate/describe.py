@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import openai
 from gen_common import llm, ratelimits
@@ -86,10 +86,10 @@ def usage_of(response: Response, price: ModelPrice | None) -> TokenUsage:
     if u is None:
         return TokenUsage()
     usage = TokenUsage(
-        input_tokens=u.input_tokens,
-        cached_tokens=u.input_tokens_details.cached_tokens,
-        output_tokens=u.output_tokens,
-        reasoning_tokens=u.output_tokens_details.reasoning_tokens,
+        input_tokens=u.input_tokens or 0,
+        cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
+        output_tokens=u.output_tokens or 0,
+        reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
     )
     return usage.model_copy(update={"cost_usd": cost_usd(usage, price)})
 
@@ -152,7 +152,8 @@ class OpenAIDescriber:
                     extra_body=body,
                     timeout=NOT_GIVEN if timeout_s is None else timeout_s,
                 )
-                response = raw.parse()
+                # the SDK's model construction (raw.parse()) cost ~0.7 ms of CPU per call
+                response = cast(Response, llm.answer_of(raw.http_response.content))
             except (openai.OpenAIError, ValueError) as exc:
                 error = llm.classify(exc)
                 if isinstance(error, RateLimited) and not isinstance(error, llm.QuotaExhausted):

@@ -110,6 +110,17 @@ async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
     return int(status.split()[-1])
 
 
+# The claimed work row joined with its lot's source (what lot_source reads) and whether the lot
+# or its job was cancelled: one round trip for the worker's claim.
+CLAIM_WITH_SOURCE = """
+    SELECT c.*, l.description_en, l.mode AS lot_mode, l.job_id IS NOT NULL AS has_source,
+           coalesce(l.cancelled, false)
+           OR EXISTS (SELECT 1 FROM translate_cancelled_jobs x WHERE x.job_id = c.job_id)
+           OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = c.job_id AND j.status = 'cancelled')
+           AS cancelled
+    FROM claimed c LEFT JOIN translate_lots l ON l.job_id = c.job_id AND l.lot_seq = c.lot_seq"""
+
+
 async def lot_source(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
     """The lot's English description and mode (for a worker's call)."""
     return await conn.fetchrow(

@@ -11,6 +11,7 @@ spending an attempt; other retryable errors spend one, ``max_attempts`` of them 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -37,22 +38,37 @@ class CallNotWanted(PermanentError):
 
 
 class Wakeup:
-    """Wakes idle workers on NOTIFY; a generation counter means no wake-up is ever missed."""
+    """Wakes ONE idle worker per NOTIFY; a worker that then claims a row wakes the next one, so
+    a burst of work ramps workers up as a chain instead of every idle worker running an empty
+    claim on every notification (a thundering herd that cost ~15 empty claims per lot). A
+    generation counter means no wake-up is missed: a worker whose claim raced a notification
+    claims again at once instead of sleeping."""
 
     def __init__(self) -> None:
         self.generation = 0
-        self._event = asyncio.Event()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def notify(self, *_: object) -> None:
         self.generation += 1
-        self._event.set()
-        self._event = asyncio.Event()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def wait(self, seen: int, timeout_s: float) -> None:
         if self.generation != seen:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +107,20 @@ async def _claim_and_translate(deps: WorkerDeps, owner: str) -> None:
     seen = deps.wake.generation
     async with deps.pool.acquire() as conn:
         rows = await jobs.claim(
-            conn, WORK, owner=owner, lease_s=deps.options.lease_s, where=deps.claim_where
+            conn,
+            WORK,
+            owner=owner,
+            lease_s=deps.options.lease_s,
+            where=deps.claim_where,
+            select=store.CLAIM_WITH_SOURCE,  # the lot's text and cancel state in the same trip
         )
-        if rows:
-            source = await store.lot_source(conn, rows[0]["job_id"], rows[0]["lot_seq"])
     if not rows:
         deps.breaker.record_ignored()  # give a half-open permit back
         await deps.wake.wait(seen, deps.options.idle_poll_s)
         return
-    await translate_one(deps, owner, rows[0], source)
+    deps.wake.notify()  # there may be more: wake one more idle worker (the chain)
+    row = rows[0]
+    await translate_one(deps, owner, row, row if row["has_source"] else None)
 
 
 def _remaining_s(deadline: datetime | None) -> float | None:

@@ -24,15 +24,11 @@ from gen_vision.settings import VisionOptions
 
 
 async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOptions) -> None:
-    if await store.job_aborted(conn, event.job_id):
-        return  # ingest answered 503 for this job: its lots that reached Kafka are dropped
-    await store.ensure_job(conn, event)
-    await store.ensure_lot(conn, event)
+    # One statement: skipped for a job ingest aborted (answered 503), else the jobs/lots/work
+    # rows, a pending job flipped to 'processing' and the workers' NOTIFY (store.submit_lot).
     big = options.batch_min_lots is not None and event.total_lots > options.batch_min_lots
     path = "batch" if event.mode == "batch" and big else "realtime"
-    if await store.add_work(conn, event, path=path):
-        await store.job_processing(conn, event.job_id)
-        await store.notify_workers(conn)
+    await store.submit_lot(conn, event, path=path)
 
 
 async def on_cancel(event: JobCancelRequested, conn: Conn) -> None:

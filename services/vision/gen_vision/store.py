@@ -18,16 +18,41 @@ CHANNEL = "vision_work"
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
 
 
-async def job_aborted(conn: Conn, job_id: uuid.UUID) -> bool:
-    """Did ingest abort this job after some of its lots reached Kafka (aborted_jobs)?"""
-    return bool(await conn.fetchval("SELECT 1 FROM aborted_jobs WHERE job_id = $1", job_id))
+async def submit_lot(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
+    """Everything a LotSubmitted writes, in ONE statement (the consumer's hot path): unless ingest
+    aborted the job, the jobs row (new ones start 'processing'), the lots row with its trace
+    context, the work row (cancelled at once if the job already is), a pending job flipped to
+    'processing' and the workers' NOTIFY. False if the lot was known (a redelivery) or dropped.
 
-
-async def ensure_job(conn: Conn, e: LotSubmitted) -> None:
-    await conn.execute(
-        """INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
-                             webhook_url)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING""",
+    The sibling CTEs share one snapshot, which is why a job inserted here starts 'processing'
+    (the UPDATE cannot see it). The lots row keeps the record's trace context, so the lot's
+    later events continue its trace (gen_common.outbox.add reads it when no context is bound).
+    """
+    queued: int = await conn.fetchval(
+        f"""WITH go AS (SELECT NOT EXISTS (SELECT 1 FROM aborted_jobs WHERE job_id = $1) AS ok),
+           j AS (
+               INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
+                                 webhook_url, status)
+               SELECT $1, $2, $3, $4, $5, $6, $7, 'processing' FROM go WHERE go.ok
+               ON CONFLICT (job_id) DO NOTHING),
+           l AS (
+               INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
+               SELECT $1, $8, $9, $10, $11 FROM go WHERE go.ok
+               ON CONFLICT (job_id, lot_seq) DO NOTHING),
+           w AS (
+               INSERT INTO vision_work (job_id, lot_seq, lot_id, mode, path, languages, images,
+                                        additional_info, priority, status)
+               SELECT $1, $8, $9, $4, $12, $5, $13, $14, $15,
+                      CASE WHEN EXISTS (SELECT 1 FROM jobs
+                                        WHERE job_id = $1 AND status = 'cancelled')
+                           THEN 'cancelled' ELSE 'queued' END
+               FROM go WHERE go.ok
+               ON CONFLICT (job_id, lot_seq) DO NOTHING
+               RETURNING status),
+           p AS (
+               UPDATE jobs SET status = 'processing', updated_at = now()
+               WHERE job_id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM w))
+           SELECT (SELECT count(*) FROM w), (SELECT pg_notify('{CHANNEL}', '') FROM w LIMIT 1)""",
         e.job_id,
         e.client_id,
         e.api_version,
@@ -35,56 +60,16 @@ async def ensure_job(conn: Conn, e: LotSubmitted) -> None:
         e.languages,
         e.total_lots,
         e.job_webhook_url,
-    )
-
-
-async def ensure_lot(conn: Conn, e: LotSubmitted) -> None:
-    """The lots row; it keeps the record's trace context, so the lot's later events continue
-    its trace (gen_common.outbox.add reads it when no context is bound)."""
-    await conn.execute(
-        """INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
-           VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
-        e.job_id,
         e.lot_seq,
         e.lot_id,
         e.webhook,
         tracing.current(),
-    )
-
-
-async def add_work(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
-    """Queue the lot (cancelled at once if its job already is); False if it was known."""
-    status = await conn.execute(
-        """INSERT INTO vision_work (job_id, lot_seq, lot_id, mode, path, languages, images,
-                                    additional_info, priority, status)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,
-                  CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND status = 'cancelled')
-                       THEN 'cancelled' ELSE 'queued' END
-           ON CONFLICT (job_id, lot_seq) DO NOTHING""",
-        e.job_id,
-        e.lot_seq,
-        e.lot_id,
-        e.mode,
         path,
-        e.languages,
         e.images,
         e.additional_info,
         PRIORITY[e.mode],
     )
-    return status.endswith(" 1")
-
-
-async def job_processing(conn: Conn, job_id: uuid.UUID) -> None:
-    await conn.execute(
-        """UPDATE jobs SET status = 'processing', updated_at = now()
-           WHERE job_id = $1 AND status = 'pending'""",
-        job_id,
-    )
-
-
-async def notify_workers(conn: Conn) -> None:
-    await conn.execute(f"NOTIFY {CHANNEL}")
+    return queued > 0
 
 
 async def cancel_queued(conn: Conn, job_id: uuid.UUID) -> int:
@@ -161,6 +146,26 @@ async def call_finished(conn: Conn, call_id: int, outcome: str, response_id: str
         outcome,
         response_id,
     )
+
+
+async def finish_work(
+    conn: Conn, *, work_id: int, owner: str, call: tuple[int, str | None] | None
+) -> bool:
+    """``jobs.finish`` (owner check) and, in the same statement, the successful call's log line
+    (written even when the lease was lost: the call happened). False: the lease was lost."""
+    done: bool = await conn.fetchval(
+        """WITH c AS (UPDATE vision_calls SET finished_at = now(), outcome = 'ok', response_id = $4
+                      WHERE id = $3),
+                f AS (UPDATE vision_work SET status = 'done', lease_owner = NULL,
+                             lease_until = NULL
+                      WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM f)""",
+        work_id,
+        owner,
+        call[0] if call else None,
+        call[1] if call else None,
+    )
+    return done
 
 
 async def note_attempt(

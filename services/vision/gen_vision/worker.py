@@ -71,6 +71,7 @@ class _Calls:
 
     def __init__(self, deps: Deps, work: asyncpg.Record, owner: str) -> None:
         self._deps, self._work, self._owner = deps, work, owner
+        self.ok: tuple[int, str | None] | None = None  # the successful call, logged at store
 
     async def started(self, images: list[str]) -> int:
         async with self._deps.pool.acquire() as conn:
@@ -86,6 +87,9 @@ class _Calls:
         return call_id
 
     async def finished(self, call_id: int, outcome: str, response_id: str | None) -> None:
+        if outcome == "ok":  # written by the transaction that stores the result (one trip less)
+            self.ok = (call_id, response_id)
+            return
         async with self._deps.pool.acquire() as conn:
             await store.call_finished(conn, call_id, outcome, response_id)
 
@@ -137,11 +141,12 @@ async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
     lot: LotRequest | None = None
     try:
         lot = await _prepare(deps, work)
-        result = await deps.assessor.assess(lot, _Calls(deps, work, owner))
+        calls = _Calls(deps, work, owner)
+        result = await deps.assessor.assess(lot, calls)
     except GenError as error:
         await _failed(deps, work, owner, error, lot)
     else:
-        await _succeeded(deps, work, owner, lot, result)
+        await _succeeded(deps, work, owner, lot, result, calls.ok)
     finally:
         renewer.cancel()
         await asyncio.wait([renewer])  # unlike awaiting it, never swallows our own cancel
@@ -166,10 +171,15 @@ async def _prepare(deps: Deps, work: asyncpg.Record) -> LotRequest:
 
 
 async def _succeeded(
-    deps: Deps, work: asyncpg.Record, owner: str, lot: LotRequest, result: ModelResult
+    deps: Deps,
+    work: asyncpg.Record,
+    owner: str,
+    lot: LotRequest,
+    result: ModelResult,
+    call: tuple[int, str | None] | None = None,
 ) -> None:
     async with deps.pool.acquire() as conn, conn.transaction():
-        if not await jobs.finish(conn, store.TABLE, job_id=work["id"], owner=owner):
+        if not await store.finish_work(conn, work_id=work["id"], owner=owner, call=call):
             log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
             return
         await handler.record_assessed(
