@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from starlette.responses import Response
 
-from gen_ingest import docs, idempotency, store, sync
-from gen_ingest.limits import read_body
+from gen_ingest import docs, idempotency, store, stream, sync
 from gen_ingest.submit import Deps, create_job, mode_for
-from gen_ingest.validate import Rejected, check_v1, is_json, parse_json
+from gen_ingest.validate import Rejected, Request, is_json
 from gen_ingest.wire import V1JSON, error
 
 V1_CLIENT = "v1"
 router = APIRouter()
 
 
-async def get_deps(request: Request) -> Deps:
+async def get_deps(request: HttpRequest) -> Deps:
     # async: FastAPI runs a plain-def dependency in a worker thread on every request
     deps: Deps = request.app.state.deps
     return deps
@@ -45,7 +46,7 @@ async def health() -> Response:
     openapi_extra=docs.body("GenerateRequest"),
     summary="Describe one lot inline (sync) or accept a job of 2+ lots (batch)",
 )
-async def generate_descriptions(request: Request, deps: DepsDep) -> Response:
+async def generate_descriptions(request: HttpRequest, deps: DepsDep) -> Response:
     started = time.perf_counter()
     opts = deps.options
     if not is_json(request.headers.get("content-type")):
@@ -56,14 +57,22 @@ async def generate_descriptions(request: Request, deps: DepsDep) -> Response:
         )
     if wait:
         return too_many(wait)
-    body = await read_body(request)
-    identity = idempotency.key_of(
-        request.headers.get("idempotency-key"), body, dedupe=opts.duplicate_window_s > 0
-    )
-    data = parse_json(body)
-    del body  # one copy at a time: the bytes go before the lots are checked
-    req = check_v1(data, deps.v1_key, opts)
-    del data
+    with contextlib.ExitStack() as files:  # the spooled body and lots of a large request
+        body = await stream.receive(request, files)
+        identity = idempotency.key_of_digest(
+            request.headers.get("idempotency-key"),
+            body.digest,
+            dedupe=opts.duplicate_window_s > 0,
+        )
+        req = await stream.check(body, deps.v1_key, opts, files)
+        del body
+        return await _answer(deps, req, identity, started)
+
+
+async def _answer(
+    deps: Deps, req: Request, identity: tuple[str, bytes] | None, started: float
+) -> Response:
+    opts = deps.options
 
     async def produce() -> Response:
         if len(req.lots) == 1:

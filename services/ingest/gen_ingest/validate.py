@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ class Lot:
 
 @dataclass(slots=True)
 class Request:
-    lots: list[Lot]
+    lots: Sequence[Lot]  # a list, or gen_ingest.stream.SpooledLots for a large body
     languages: list[str]
     webhook_url: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -57,13 +58,7 @@ class Request:
 
 def check_v1(data: Any, key: bytes, opts: IngestOptions) -> Request:
     """Steps c-i of the validation-order table, then the sync or batch lot checks."""
-    if not isinstance(data, dict):
-        raise Rejected(400, "Missing required field: signature")
-    for name in REQUIRED:
-        if name not in data:
-            raise Rejected(400, f"Missing required field: {name}")
-    if data["version"] != VERSION:
-        raise Rejected(400, f"Unsupported version: {_py_str(data['version'])}")
+    check_head(data)
     try:
         expected = lots_signature(key, data["lots"])
     except (RecursionError, ValueError) as exc:
@@ -76,10 +71,21 @@ def check_v1(data: Any, key: bytes, opts: IngestOptions) -> Request:
     if not isinstance(languages, list) or not languages:
         raise Rejected(400, "languages must be a non-empty array")
     languages = check_languages(languages)
-    webhook_url = _optional_url(data.get("webhook_url"), "webhook_url")
+    webhook_url = optional_url(data.get("webhook_url"), "webhook_url")
     if len(lots) == 1:
         return Request([sync_lot(lots[0], opts)], languages, webhook_url)
     return Request(batch_lots(lots, opts), languages, webhook_url)
+
+
+def check_head(data: Any) -> None:
+    """Steps c and d: an object with every required field, and the one supported version."""
+    if not isinstance(data, dict):
+        raise Rejected(400, "Missing required field: signature")
+    for name in REQUIRED:
+        if name not in data:
+            raise Rejected(400, f"Missing required field: {name}")
+    if data["version"] != VERSION:
+        raise Rejected(400, f"Unsupported version: {_py_str(data['version'])}")
 
 
 def lots_signature(key: bytes, lots: Any) -> str:
@@ -135,15 +141,20 @@ def batch_lots(raw_lots: list[Any], opts: IngestOptions) -> list[Lot]:
         raise Rejected(400, f"Too many lots: {len(raw_lots)} > {opts.max_lots}")
     lots = []
     for index, raw in enumerate(raw_lots):
-        if not isinstance(raw, dict):
-            raise Rejected(400, f"lots[{index}] must be an object")
-        lots.append(_lot(raw, index, opts, lot_id=raw.get("lot_id") or f"lot_{index}"))
+        lots.append(batch_lot(raw, index, opts))
         raw_lots[index] = None  # the parsed dicts go as soon as their lot is taken over
     check_sizes(lots, opts)
     return lots
 
 
-def check_sizes(lots: list[Lot], opts: IngestOptions) -> None:
+def batch_lot(raw: Any, index: int, opts: IngestOptions) -> Lot:
+    """One lot of a batch (its shape; sizes are :func:`check_sizes`' business)."""
+    if not isinstance(raw, dict):
+        raise Rejected(400, f"lots[{index}] must be an object")
+    return _lot(raw, index, opts, lot_id=raw.get("lot_id") or f"lot_{index}")
+
+
+def check_sizes(lots: Sequence[Lot], opts: IngestOptions) -> None:
     """Per-line and whole-file estimates of the OpenAI batch input."""
     total = 0
     for index, lot in enumerate(lots):
@@ -151,6 +162,10 @@ def check_sizes(lots: list[Lot], opts: IngestOptions) -> None:
         if size > opts.max_line_bytes:
             raise Rejected(400, f"Lot too large: lots[{index}] ~{size} > {opts.max_line_bytes}")
         total += size
+    check_total(total, opts)
+
+
+def check_total(total: int, opts: IngestOptions) -> None:
     if total > opts.max_batch_file_bytes:
         raise Rejected(
             400, f"Estimated batch file too large: {float(total)} > {opts.max_batch_file_bytes}"
@@ -159,11 +174,10 @@ def check_sizes(lots: list[Lot], opts: IngestOptions) -> None:
 
 def line_bytes(lot: Lot) -> int:
     """The estimated size of the lot's event and OpenAI batch JSONL line (escapes counted)."""
-    return (
-        LINE_OVERHEAD
-        + len(orjson.dumps(lot.additional_info))
-        + sum(len(orjson.dumps(u)) + IMAGE_OVERHEAD for u in lot.images)
-    )
+    n = len(lot.images)
+    # dumps of the list = the items' dumps + (n - 1) commas + 2 brackets
+    urls = len(orjson.dumps(lot.images)) - n - 1 if n else 0
+    return LINE_OVERHEAD + len(orjson.dumps(lot.additional_info)) + urls + IMAGE_OVERHEAD * n
 
 
 def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -> Lot:
@@ -177,16 +191,9 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
     images = raw.get("images") or []
     if not isinstance(images, list):
         raise Rejected(400, f"{where}.images must be an array")
-    urls = []
-    for j, entry in enumerate(images):
-        if not isinstance(entry, dict):
-            raise Rejected(400, f"{where}.images[{j}] must be an object with a url")
-        if "url" not in entry:
-            continue  # the original drops entries without a url key
-        url = entry["url"]
-        if not isinstance(url, str) or not url or len(url) > MAX_URL or "\x00" in url:
-            raise Rejected(400, f"{where}.images[{j}].url must be a URL string")
-        urls.append(url)
+    urls = _plain_urls(images)
+    if urls is None:
+        urls = _checked_urls(images, where)
     if len(urls) > opts.max_lot_images:
         raise Rejected(400, f"Too many images: {where} has {len(urls)} > {opts.max_lot_images}")
     info = raw.get("additional_info")
@@ -200,11 +207,42 @@ def _lot(raw: dict[str, Any], index: int, opts: IngestOptions, *, lot_id: Any) -
         raise Rejected(400, f"{where}.additional_info must not contain NUL characters")
     if len(info) > MAX_INFO:
         raise Rejected(400, f"{where}.additional_info is longer than {MAX_INFO} characters")
-    webhook = _optional_url(raw.get("webhook"), f"{where}.webhook")
+    webhook = optional_url(raw.get("webhook"), f"{where}.webhook")
     return Lot(lot_id=lot_id, images=urls, additional_info=info, webhook=webhook)
 
 
-def _optional_url(value: Any, where: str) -> str | None:
+def _plain_urls(images: list[Any]) -> list[str] | None:
+    """The common case at C speed: every entry an object with a good url; else None."""
+    try:
+        urls = [entry["url"] for entry in images]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if not urls:
+        return urls
+    if set(map(type, urls)) != {str}:
+        return None
+    lengths = list(map(len, urls))
+    if min(lengths) == 0 or max(lengths) > MAX_URL or "\x00" in "".join(urls):
+        return None
+    return urls
+
+
+def _checked_urls(images: list[Any], where: str) -> list[str]:
+    """Entry by entry, naming the first bad one; entries without a url key are dropped."""
+    urls = []
+    for j, entry in enumerate(images):
+        if not isinstance(entry, dict):
+            raise Rejected(400, f"{where}.images[{j}] must be an object with a url")
+        if "url" not in entry:
+            continue  # the original drops entries without a url key
+        url = entry["url"]
+        if not isinstance(url, str) or not url or len(url) > MAX_URL or "\x00" in url:
+            raise Rejected(400, f"{where}.images[{j}].url must be a URL string")
+        urls.append(url)
+    return urls
+
+
+def optional_url(value: Any, where: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_WEBHOOK or "\x00" in value:
