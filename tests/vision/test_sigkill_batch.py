@@ -1,10 +1,14 @@
 """C2 on the Batch API path: SIGKILL the vision process while it applies a 1,000-lot batch.
 
 A real ``python -m gen_vision`` with ``VISION__BATCH_MIN_LOTS=100``, so a 1,000-lot batch-mode job
-goes to the Batch API engine (one JSONL file, one OpenAI batch). The simulator's batch clock runs
-at ``CLOCK_SPEED`` times real time. The engine applies the output file in chunks of
+goes to the Batch API engine (it packed two batches of 500 lines in every run so far). The
+simulator's batch clock runs at ``CLOCK_SPEED`` times real time. The engine applies the output file in chunks of
 ``APPLY_CHUNK`` lines; the process is killed once some lots of the batch are stored and others are
-not, and a second process (after the poll lease expired) finishes applying the same batch.
+not, and a second process (once the poll and claim leases expired) finishes the job.
+
+Image checks run 16 at a time (default 64): at 64, the Python image host of this test answered
+too slowly on the loaded 2-core machine and 116-126 single-image lots failed image_unreachable
+(3 s HEAD timeout); the same happened outside gen_vision (500 checks, ImageChecker + SafeClient).
 
 Model calls on this path are batch input lines: every input file of every batch the simulator
 received is read back. ``in_flight`` = lines submitted before the restart minus lots stored at
