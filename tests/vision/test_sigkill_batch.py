@@ -2,9 +2,10 @@
 
 A real ``python -m gen_vision`` with ``VISION__BATCH_MIN_LOTS=100``, so a 1,000-lot batch-mode job
 goes to the Batch API engine (it packed two batches of 500 lines in every run so far). The
-simulator's batch clock runs at ``CLOCK_SPEED`` times real time. The engine applies the output file in chunks of
-``APPLY_CHUNK`` lines; the process is killed once some lots of the batch are stored and others are
-not, and a second process (once the poll and claim leases expired) finishes the job.
+simulator's batch clock runs at ``CLOCK_SPEED`` times real time. The engine applies an output
+file in chunks of ``APPLY_CHUNK`` lines; the process is killed once some lots of the job are
+stored and others are not, and a second process (once the poll and claim leases expired)
+finishes the job.
 
 Image checks run 16 at a time (default 64): at 64, the Python image host of this test answered
 too slowly on the loaded 2-core machine and 116-126 single-image lots failed image_unreachable
