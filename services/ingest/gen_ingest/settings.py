@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gen_common.image_check import ImageCheckOptions
 from gen_common.settings import ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -40,6 +41,10 @@ class IngestOptions(BaseModel):
     v1_rate_burst: int = Field(default=400, ge=1)
     probe_rate_per_s: float = Field(default=2.0, gt=0, description="test-image-validation per IP")
     probe_rate_burst: int = Field(default=10, ge=1)
+    images: ImageCheckOptions = Field(
+        default_factory=ImageCheckOptions,
+        description="test-image-validation: the pipeline's checker, SSRF guard included",
+    )
     purge_interval_s: float = Field(default=60.0, gt=0)
 
 
