@@ -33,7 +33,10 @@ async def submit_lot(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
            j AS (
                INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
                                  webhook_url, status)
-               SELECT $1, $2, $3, $4, $5, $6, $7, 'processing' FROM go WHERE go.ok
+               SELECT $1, $2, $3, $4, $5, $6, $7, 'processing' FROM go
+               -- Known job: no INSERT at all. ON CONFLICT alone waits for every transaction
+               -- holding the jobs row (workers add tokens per lot): the partition would stall.
+               WHERE go.ok AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = $1)
                ON CONFLICT (job_id) DO NOTHING),
            l AS (
                INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
