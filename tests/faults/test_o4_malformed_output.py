@@ -77,7 +77,7 @@ async def test_o4_malformed_output_fails_the_lot_after_max_attempts(
             for lot in body
         }
         done = [r.json for r in system.receiver.snapshot() if r.path == job.done and r.answered]
-        alive, errors = system.alive(), checker.log_errors(system)
+        alive, errors = system.alive(), checker.log_errors(system, allowed=fault_run.STARTUP_NOISE)
         partial = await fault_run.partial_state(pool, job, system.kafka.topic_prefix)
         announce(
             "O4 malformed output",
