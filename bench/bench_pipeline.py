@@ -13,9 +13,13 @@ broker's JVM, which other engineers share); the 1-minute load average before and
 
     KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092 DB__URL=postgresql://gen@127.0.0.1:55432/<db> \\
         uv run python bench/bench_pipeline.py [-n 2000] [--vision-workers 32] \\
-        [--translate-workers 16] [--runs 1] [--profile-dir DIR]
+        [--translate-workers 16] [--runs 1] [--profile-dir DIR] [--env VISION__X=1] \
+        [--before-root DIR] [--code-root DIR]
 
-Writes bench/results/pipeline.json (``--out`` to write elsewhere).
+``--before-root DIR`` runs an older checkout (``git archive <commit> services/vision
+services/translate libs/common | tar -x -C DIR``) before each run, alternating, so before/after
+figures see the same machine load. ``--profile-dir`` runs both services under cProfile with a
+CPU clock (bench/cpu_profile.py). Writes bench/results/pipeline.json (``--out`` elsewhere).
 """
 
 from __future__ import annotations
@@ -192,7 +196,8 @@ def service(
     cmd = [sys.executable, "-m", module]
     if profile_dir:
         out = pathlib.Path(profile_dir) / f"{module}.prof"
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", module]
+        profiler = pathlib.Path(__file__).with_name("cpu_profile.py")
+        cmd = [sys.executable, str(profiler), str(out), module]
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=sink)
     try:
@@ -208,7 +213,9 @@ def service(
             sys.stderr.write(log.read_text()[-3000:])
 
 
-def one_run(args: argparse.Namespace, image_base: str, host_pid: int) -> dict[str, Any]:
+def one_run(
+    args: argparse.Namespace, image_base: str, host_pid: int, code_root: str | None
+) -> dict[str, Any]:
     url = os.environ.get("DB__URL", "postgresql://gen@127.0.0.1:55432/gen")
     db = url.rsplit("/", 1)[-1].split("?")[0]
     bootstrap = os.environ.get("KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -234,8 +241,11 @@ def one_run(args: argparse.Namespace, image_base: str, host_pid: int) -> dict[st
                 "TRANSLATE__WORKERS": str(args.translate_workers),
             }
         )
-        if args.code_root:  # e.g. an exported older commit, for before/after figures
-            root = pathlib.Path(args.code_root).resolve()
+        for setting in args.env:  # e.g. VISION__IMAGES__CONCURRENCY=16
+            name, _, value = setting.partition("=")
+            env[name] = value
+        if code_root:  # e.g. an exported older commit, for before/after figures
+            root = pathlib.Path(code_root).resolve()
             tree = ["services/vision", "services/translate", "libs/common"]
             env["PYTHONPATH"] = os.pathsep.join(str(root / part) for part in tree)
         vision_env = {**env, "DB__POOL_MAX": str(args.vision_workers + 10)}
@@ -249,7 +259,9 @@ def one_run(args: argparse.Namespace, image_base: str, host_pid: int) -> dict[st
                 "translate": [translate.pid],
                 "openai_sim": [sim.process.pid],
                 "image_host": [host_pid],
-                "kafka_broker_shared": pids_matching("kafka.Kafka"),
+                "kafka_broker_shared": [
+                    p for p in pids_matching("kafka.Kafka") if p in pids_matching("/work/devinfra/")
+                ],
             }
             result = asyncio.run(measure(settings, image_base, args.lots, procs, db))
         stats = sim.admin.stats()["totals"]
@@ -267,6 +279,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--label", default="")
     parser.add_argument(
+        "--before-root",
+        default=None,
+        help="also run this checkout (git archive of an older commit) before each run",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], help="extra service setting, e.g. VISION__X=1"
+    )
+    parser.add_argument(
         "--code-root", default=None, help="run the services from another checkout (git archive)"
     )
     args = parser.parse_args()
@@ -276,9 +296,13 @@ def main() -> None:
     try:
         image_base = f"http://127.0.0.1:{port_q.get(timeout=20)}"
         assert host.pid is not None
-        runs = []
-        for _ in range(args.runs):
-            runs.append(one_run(args, image_base, host.pid))
+        runs: list[dict[str, Any]] = []
+        before: list[dict[str, Any]] = []
+        for _ in range(args.runs):  # alternating, so both see the same machine load
+            if args.before_root:
+                before.append(one_run(args, image_base, host.pid, args.before_root))
+                print("before", json.dumps(before[-1]), flush=True)
+            runs.append(one_run(args, image_base, host.pid, args.code_root))
             print(json.dumps(runs[-1]), flush=True)
     finally:
         host.terminate()
@@ -289,6 +313,7 @@ def main() -> None:
             "2 images per lot; simulator 0 ms"
         ),
         "label": args.label,
+        "extra_env": args.env,
         "code_root": args.code_root or "working tree",
         "lots": args.lots,
         "vision_workers": args.vision_workers,
@@ -296,6 +321,17 @@ def main() -> None:
         "warmup_lots": WARMUP_LOTS,
         "median_lots_per_s": statistics.median(r["lots_per_s"] for r in runs),
         "runs": runs,
+        **(
+            {
+                "before": {
+                    "code_root": args.before_root,
+                    "median_lots_per_s": statistics.median(r["lots_per_s"] for r in before),
+                    "runs": before,
+                }
+            }
+            if before
+            else {}
+        ),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),

@@ -153,6 +153,45 @@ async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) 
     return row is not None
 
 
+async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> bool:
+    """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, and
+    the outcome's result row only if this worker still held the row: ONE statement.
+    False: the lease was lost (nothing written). The caller then runs the lot's completion
+    check (finish.complete_if_done), which locks the lot row after this result exists."""
+    held: bool = await conn.fetchval(
+        f"""WITH f AS (
+                UPDATE {WORK} SET status = $3, lease_owner = NULL, lease_until = NULL,
+                       last_error = CASE WHEN $3 = 'done' THEN last_error ELSE coalesce($4, '') END
+                WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING 1),
+            r AS (
+                INSERT INTO translate_results (job_id, lot_seq, language, outcome, text,
+                                               error_code, model, response_id, input_tokens,
+                                               cached_tokens, output_tokens, reasoning_tokens,
+                                               cost_usd)
+                SELECT $5, $6, $7, $8, $9, $4, $10, $11, $12, $13, $14, $15, $16
+                WHERE EXISTS (SELECT 1 FROM f)
+                ON CONFLICT (job_id, lot_seq, language) DO NOTHING)
+            SELECT EXISTS (SELECT 1 FROM f)""",
+        work_id,
+        owner,
+        "done" if o.outcome == "translated" else "failed",
+        o.error_code,
+        o.job_id,
+        o.lot_seq,
+        o.language,
+        o.outcome,
+        o.text,
+        o.model,
+        o.response_id,
+        o.usage.input_tokens,
+        o.usage.cached_tokens,
+        o.usage.output_tokens,
+        o.usage.reasoning_tokens,
+        o.usage.cost_usd,
+    )
+    return held
+
+
 async def insert_result(conn: Conn, o: Outcome) -> bool:
     row = await conn.fetchrow(
         """INSERT INTO translate_results (job_id, lot_seq, language, outcome, text, error_code,

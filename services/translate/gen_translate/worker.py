@@ -246,14 +246,10 @@ def _failed(row: asyncpg.Record, error: BaseException) -> Outcome:
 
 async def _store(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        if outcome.outcome == "translated":
-            held = await jobs.finish(conn, WORK, job_id=work_id, owner=owner)
-        else:
-            held = await jobs.fail(
-                conn, WORK, job_id=work_id, owner=owner, error=outcome.error_code or ""
-            )
-        if held:  # else the lease expired and another worker owns the row now
-            await finish.record_outcome(conn, outcome)
+        # the owner check and the result row in one statement (store.settle); if the lease
+        # expired another worker owns the row now and nothing was written
+        if await store.settle(conn, work_id=work_id, owner=owner, o=outcome):
+            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq)
 
 
 async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
