@@ -28,10 +28,13 @@ CHANNEL = "gen_outbox"
 
 
 async def add(conn: Conn, event: Event) -> None:
+    """Insert the event and queue the relay's NOTIFY (delivered at commit): one round trip."""
     await conn.execute(
-        """INSERT INTO outbox (topic, key, payload, traceparent)
-           VALUES ($1, $2, $3, coalesce($4::text,
-               (SELECT traceparent FROM lots WHERE job_id = $5 AND lot_seq = $6)))""",
+        f"""WITH row AS (
+                INSERT INTO outbox (topic, key, payload, traceparent)
+                VALUES ($1, $2, $3, coalesce($4::text,
+                    (SELECT traceparent FROM lots WHERE job_id = $5 AND lot_seq = $6))))
+            SELECT pg_notify('{CHANNEL}', '')""",
         TOPIC_OF[event.type],
         key_of(event),
         encode(event),
@@ -39,7 +42,6 @@ async def add(conn: Conn, event: Event) -> None:
         getattr(event, "job_id", None),
         getattr(event, "lot_seq", None),
     )
-    await conn.execute(f"NOTIFY {CHANNEL}")
 
 
 async def add_many(conn: Conn, events: list[Event]) -> None:
@@ -54,11 +56,16 @@ async def add_many(conn: Conn, events: list[Event]) -> None:
 
 
 async def publish_pending(pool: asyncpg.Pool, publisher: Publisher, *, batch: int = 500) -> int:
-    """Publish up to ``batch`` waiting events; returns how many were published."""
+    """Publish up to ``batch`` waiting events; returns how many were published.
+
+    The statement that reads the rows also deletes (and so locks) them; the transaction commits
+    only once every event is acknowledged, so a failed publish rolls the delete back.
+    """
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            """SELECT id, topic, key, payload, traceparent FROM outbox
-               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            """DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+               RETURNING id, topic, key, payload, traceparent""",
             batch,
         )
         if not rows:
@@ -68,11 +75,9 @@ async def publish_pending(pool: asyncpg.Pool, publisher: Publisher, *, batch: in
                 publisher.publish_raw(
                     r["topic"], r["key"], bytes(r["payload"]), traceparent=r["traceparent"]
                 )
-                for r in rows
+                for r in sorted(rows, key=lambda r: int(r["id"]))  # RETURNING has no order
             ]
         )
-        done = [r["id"] for r in rows]
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
     return len(rows)
 
 
@@ -87,6 +92,9 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0
         await listener.add_listener(CHANNEL, on_notify)
         try:
             while True:
+                # Cleared BEFORE the pass: a NOTIFY that lands while a pass finds nothing (its
+                # transaction committed just after our read) still wakes the next wait at once.
+                wake.clear()
                 try:
                     if await publish_pending(pool, publisher):
                         continue
@@ -97,7 +105,6 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0
                     asyncpg.InterfaceError,  # connection lost mid-transaction (faults D3)
                 ) as exc:
                     log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
-                wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle_s)
         finally:
