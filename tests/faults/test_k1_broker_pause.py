@@ -133,7 +133,7 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
         submitter = asyncio.create_task(keep_submitting())
         watcher = asyncio.create_task(watch())
         try:
-            await asyncio.sleep(3)  # submissions before the pause
+            await asyncio.sleep(2)  # submissions before the pause
             for node in cluster.members:
                 cluster.signal(node, signal.SIGSTOP)
             paused_at = time.monotonic()
@@ -159,10 +159,12 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
             await submitter
             watcher.cancel()
         subs = [await task for task in submissions]
+        answered_s = time.monotonic() - resumed_at
 
         accepted = [big] + [s for s in subs if s.status == 201]
         refused = [s for s in subs if s.status != 201]
         found = await checker.settle_all(pool, system, [expect(s) for s in accepted], timeout=180)
+        settled_s = time.monotonic() - resumed_at
         assert not found, found
         for sub in refused:  # no half-created job: none of its lots ever became a row
             assert sub.status == 503, (sub.status, sub.body)
@@ -193,7 +195,9 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
         f"{sorted({s.status or 0 for s in refused})} refused; submissions sent during the "
         f"pause answered after {[round(s.seconds, 1) for s in paused_subs]}s with "
         f"{sorted({s.status or 0 for s in paused_subs})}; relay backlog peak {peak} rows, "
-        f"drained {drain_s:.1f}s after SIGCONT; CommitFailedError lines {commit_failed}"
+        f"drained {drain_s:.1f}s after SIGCONT; every submission answered {answered_s:.1f}s and "
+        f"every job complete and checked {settled_s:.1f}s after SIGCONT; CommitFailedError "
+        f"lines {commit_failed}"
     )
 
 
