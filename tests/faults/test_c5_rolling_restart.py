@@ -4,15 +4,18 @@ inside vision and translate, there is no separate relay process), start it again
 it is ready before the next one.
 
 The catalogue's 200 lots/s for 2 min is scaled to what this shared 2-core machine sustains with
-every service, the simulator, the receiver and the test on it: 25 lots/s (one 25-lot job a
-second) for 60 s, 1,500 lots. The client side behaves like a careful client: each job carries an
-``Idempotency-Key`` and is re-sent (same key, same body) while ingest is unreachable or answers
-409/503, so a restart of ingest neither loses nor duplicates a job.
+every service, the simulator, the receiver and the test on it, within the fault suite's time
+budget: 25 lots/s (one 25-lot job a second) for 60 s, 1,500 lots (50 lots/s, 3,000 lots, also
+passed, but took 225 s at load 10-14 instead of ~90 s). The client side behaves like a careful
+client: each job carries an ``Idempotency-Key`` and is re-sent (same key, same body) while
+ingest is unreachable or answers 409/503, so a restart of ingest neither loses nor duplicates a
+job.
 
 Pass (reliability.md §7 C5): each process exits (code 0) within 30 s of SIGTERM; no work row is
 left ``running`` past its lease once the restarted stage had a lease and a reap interval to
 clean up; no CommitFailedError loop (at most one such line per consumer restart); every job
-completes with its webhooks (checker I1-I7).
+completes with its webhooks (checker I1-I7), model calls within lots + the calls the stopped
+vision and translate processes had in flight (they cancel calls on SIGTERM).
 """
 
 from __future__ import annotations
@@ -189,11 +192,13 @@ async def test_rolling_restart_under_load_loses_nothing(
 
     for name, n in commit_failed.items():
         assert n <= 1, f"{name} logged CommitFailedError {n} times (one restart)"
-    retried = [j.answers for j in jobs if j.attempts > 1]
+    retried = [j for j in jobs if j.attempts > 1]
+    answers = Counter(str(a) for j in retried for a in j.answers)
     announce(
         f"C5: {len(jobs)} jobs x {JOB_LOTS} lots ({len(jobs) * JOB_LOTS} lots, "
-        f"{len(jobs) * JOB_LOTS / LOAD_S:.0f} lots/s offered over {load_s:.0f}s); restarts "
-        f"{restarts}; jobs re-sent {len(retried)} (answers {retried[:6]}); all completed "
+        f"{len(jobs) * JOB_LOTS / LOAD_S:.0f} lots/s offered for {LOAD_S:.0f}s, all accepted "
+        f"after {load_s:.0f}s); restarts {restarts}; jobs re-sent {len(retried)} (answers "
+        f"{dict(answers)}); all completed "
         f"{completed_s:.0f}s and checked {done_s:.0f}s after the load started; model calls "
         f"abandoned by the stops "
         f"{sum(in_flight.values())} over {len(in_flight)} jobs; CommitFailedError lines "
