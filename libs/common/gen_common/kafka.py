@@ -195,6 +195,9 @@ async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> Non
     try:
         event = sub.model.model_validate_json(record.value or b"")
     except (ValidationError, ValueError) as exc:
+        # Not the ids of the batch's previous record: this record has none.
+        logs.context.set(None)
+        tracing.bind(tracing.from_headers(record.headers) or tracing.new())
         await _dead_letter(conn, group, record, f"invalid_event: {exc}")
         return
     _bind(record, event)
