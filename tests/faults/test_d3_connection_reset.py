@@ -28,6 +28,16 @@ pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.e2e, pytest.mark.sl
 RESET_P = 0.05
 FAULT_S = 60.0
 LOTS = 60
+# Driver noise the fault itself causes, not service errors: asyncpg's SSL negotiation
+# (sslmode=prefer) keeps a future that asyncio reports as "Future exception was never retrieved
+# ... unexpected connection_lost() call" when a reset lands in that exchange and the connect
+# attempt is abandoned (asyncpg.connect_utils.TLSUpgradeProto); the pool's floor keeper logs a
+# WARNING with the traceback of each reconnect attempt the proxy resets, and retries.
+ALLOWED = (
+    *fault_run.STARTUP_NOISE,
+    "unexpected connection_lost() call",
+    "Failed to restore the pool connection floor; retrying",
+)
 
 
 @pytest.mark.timeout(480)
@@ -81,10 +91,10 @@ async def test_d3_connection_resets_mid_transaction_for_60s(
                 "model_calls": dict(calls),
                 "reaped": fault_run.reaped(system),
                 "job_totals": await fault_run.job_totals(pool, job.job_id),
-                "error_log_lines": len(checker.log_errors(system, allowed=fault_run.STARTUP_NOISE)),
+                "error_log_lines": len(checker.log_errors(system, allowed=ALLOWED)),
             }
             announce("D3 connection resets", figures)
-            errors = checker.log_errors(system, allowed=fault_run.STARTUP_NOISE)
+            errors = checker.log_errors(system, allowed=ALLOWED)
     assert all(alive.values()), f"a process exited: {alive}"
     assert status == "completed"
     assert not found, found
