@@ -49,7 +49,11 @@ async def totals(pool: asyncpg.Pool) -> list[Metric]:
         "gen_model_calls", "Finished model calls by outcome", labels=["stage", "outcome"]
     )
     metrics.by_label(
-        done, [r for r in calls if r["outcome"] is not None], key="outcome", fixed=[STAGE]
+        done,
+        [r for r in calls if r["outcome"] is not None],
+        key="outcome",
+        expected=("ok",),
+        fixed=[STAGE],
     )
     running = GaugeMetricFamily(
         "gen_model_calls_in_flight", "Calls started, not finished", labels=["stage"]
