@@ -26,28 +26,24 @@ class Deps:
 
 
 async def on_assessed(event: LotAssessed, conn: Conn, deps: Deps) -> None:
-    if await store.is_cancelled(conn, event.job_id, event.lot_seq):
-        log.info("lot of a cancelled job dropped", extra={"lot": event.lot_key})
-        return
     languages = finish.targets(event.languages)
     deadline = None
     if event.mode == "sync":
         deadline = event.occurred_at + timedelta(seconds=deps.sync_budget_s)
-    if not await store.insert_lot(conn, event, languages, deadline):
-        return  # redelivered: the first delivery recorded everything
-    await store.mark_translating(conn, event.job_id, event.lot_seq)
-    if not languages:
-        await finish.complete_if_done(conn, event.job_id, event.lot_seq)
-        return
-    await store.insert_work(
+    cancelled, inserted = await store.accept_lot(  # one statement, NOTIFY included
         conn,
-        event.job_id,
-        event.lot_seq,
-        finish.distinct(languages),
+        event,
+        languages,
+        deadline,
+        work_languages=finish.distinct(languages),
         priority=store.PRIORITY[event.mode],
-        deadline=deadline,
+        notify=WAKE_CHANNEL,
     )
-    await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
+    if cancelled:
+        log.info("lot of a cancelled job dropped", extra={"lot": event.lot_key})
+        return
+    if inserted and not languages:
+        await finish.complete_if_done(conn, event.job_id, event.lot_seq)
 
 
 async def on_control(event: JobCancelRequested, conn: Conn) -> None:

@@ -31,15 +31,48 @@ class Outcome:
     usage: TokenUsage = field(default_factory=TokenUsage)
 
 
-async def insert_lot(
-    conn: Conn, event: LotAssessed, languages: Sequence[str], deadline: datetime | None
-) -> bool:
-    """Record an assessed lot; False when it was already recorded (a redelivery)."""
+async def accept_lot(
+    conn: Conn,
+    event: LotAssessed,
+    languages: Sequence[str],
+    deadline: datetime | None,
+    *,
+    work_languages: Sequence[str],
+    priority: int,
+    notify: str,
+) -> tuple[bool, bool]:
+    """Everything a LotAssessed writes, in ONE statement (the consumer's hot path): unless the lot
+    or its job was cancelled, the translate_lots row, lots.status 'translating', one work row per
+    language of ``work_languages`` and the workers' NOTIFY on channel ``notify``.
+
+    Returns ``(cancelled, inserted)``; ``inserted`` is False for a redelivery (the first delivery
+    recorded everything). A lot is cancelled when translate_cancelled_jobs has its job or its lots
+    row says 'cancelled'.
+    """
     row = await conn.fetchrow(
-        """INSERT INTO translate_lots (job_id, lot_seq, lot_id, mode, languages, description_en,
-                                       assessment, missing_images, assessed_at, deadline_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (job_id, lot_seq) DO NOTHING RETURNING 1""",
+        f"""WITH c AS (
+                SELECT EXISTS (SELECT 1 FROM translate_cancelled_jobs WHERE job_id = $1)
+                    OR EXISTS (SELECT 1 FROM lots WHERE job_id = $1 AND lot_seq = $2
+                                                    AND status = 'cancelled') AS cancelled),
+            l AS (
+                INSERT INTO translate_lots (job_id, lot_seq, lot_id, mode, languages,
+                                            description_en, assessment, missing_images,
+                                            assessed_at, deadline_at)
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM c WHERE NOT c.cancelled
+                ON CONFLICT (job_id, lot_seq) DO NOTHING RETURNING 1),
+            m AS (
+                UPDATE lots SET status = 'translating', updated_at = now()
+                WHERE job_id = $1 AND lot_seq = $2
+                  AND status IN ('pending', 'assessing', 'assessed')
+                  AND EXISTS (SELECT 1 FROM l)),
+            w AS (
+                INSERT INTO translate_work (job_id, lot_seq, language, priority, deadline_at)
+                SELECT $1, $2, lang, $12, $10 FROM unnest($11::text[]) AS lang
+                WHERE EXISTS (SELECT 1 FROM l)
+                ON CONFLICT (job_id, lot_seq, language) DO NOTHING RETURNING 1)
+            SELECT (SELECT cancelled FROM c) AS cancelled,
+                   EXISTS (SELECT 1 FROM l) AS inserted,
+                   (SELECT pg_notify('{notify}', '') FROM w LIMIT 1) AS notified""",
         event.job_id,
         event.lot_seq,
         event.lot_id,
@@ -50,50 +83,11 @@ async def insert_lot(
         event.missing_images,
         event.occurred_at,
         deadline,
-    )
-    return row is not None
-
-
-async def is_cancelled(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM translate_cancelled_jobs WHERE job_id = $1)
-                   OR EXISTS (SELECT 1 FROM lots WHERE job_id = $1 AND lot_seq = $2
-                                                   AND status = 'cancelled')""",
-            job_id,
-            lot_seq,
-        )
-    )
-
-
-async def mark_translating(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> None:
-    await conn.execute(
-        """UPDATE lots SET status = 'translating', updated_at = now()
-           WHERE job_id = $1 AND lot_seq = $2 AND status IN ('pending', 'assessing', 'assessed')""",
-        job_id,
-        lot_seq,
-    )
-
-
-async def insert_work(
-    conn: Conn,
-    job_id: uuid.UUID,
-    lot_seq: int,
-    languages: Sequence[str],
-    *,
-    priority: int,
-    deadline: datetime | None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO translate_work (job_id, lot_seq, language, priority, deadline_at)
-           SELECT $1, $2, lang, $4, $5 FROM unnest($3::text[]) AS lang
-           ON CONFLICT (job_id, lot_seq, language) DO NOTHING""",
-        job_id,
-        lot_seq,
-        list(languages),
+        list(work_languages),
         priority,
-        deadline,
     )
+    assert row is not None
+    return bool(row["cancelled"]), bool(row["inserted"])
 
 
 async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
@@ -110,7 +104,7 @@ async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
     return int(status.split()[-1])
 
 
-# The claimed work row joined with its lot's source (what lot_source reads) and whether the lot
+# The claimed work row joined with its lot's source (English text, mode) and whether the lot
 # or its job was cancelled: one round trip for the worker's claim.
 CLAIM_WITH_SOURCE = """
     SELECT c.*, l.description_en, l.mode AS lot_mode, l.job_id IS NOT NULL AS has_source,
@@ -119,16 +113,6 @@ CLAIM_WITH_SOURCE = """
            OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = c.job_id AND j.status = 'cancelled')
            AS cancelled
     FROM claimed c LEFT JOIN translate_lots l ON l.job_id = c.job_id AND l.lot_seq = c.lot_seq"""
-
-
-async def lot_source(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
-    """The lot's English description and mode (for a worker's call)."""
-    return await conn.fetchrow(
-        """SELECT description_en, mode, deadline_at, cancelled FROM translate_lots
-           WHERE job_id = $1 AND lot_seq = $2""",
-        job_id,
-        lot_seq,
-    )
 
 
 async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) -> bool:
