@@ -1,16 +1,19 @@
 """C1: SIGKILL the vision process (consumer, workers and relay) in the middle of a consumer batch
 of a 1,000-lot job submitted through ingest; start it again 5 s later.
 
-To land the kill inside a batch every time, a row trigger on ``vision_work`` (only for this
-test's lots) makes the consumer's INSERT wait for an advisory lock the test holds once the job
-has ~300 work rows (vision's batches are capped at 50 records here), and names the lot it holds
-in ``application_name``. The batch that waits is delivered but neither committed in PostgreSQL
-nor in Kafka: SIGKILL rolls it back, and the new process must get those records again.
+To land the kill in the consumer's worst window every time (its batch committed in PostgreSQL,
+its offsets not yet committed in Kafka), a deferred constraint trigger on ``vision_work`` (only
+for this test's lots) makes the COMMIT of the consumer's batch wait for an advisory lock the
+test holds once the job has more than ~300 work rows (vision's batches are capped at 50 records
+here), and names the lot it holds in ``application_name``. The test SIGKILLs vision, then lets
+the COMMIT finish: the batch's rows exist, but the dead consumer never committed its offsets, so
+the new process gets those records again and must absorb them (ON CONFLICT).
 
 Pass (reliability.md §7 C1): every lot completed exactly once and every webhook delivered
-(checker I1-I7), the held record was at or past the group's committed offset at the kill (Kafka
-redelivered it), and answered vision calls <= 1,000 + the calls in flight at the kill (simulator
-call log minus results PostgreSQL held).
+(checker I1-I7); the held batch was at or past the group's committed offsets at the kill and
+its rows committed (Kafka redelivered at least one record, and the duplicate was absorbed);
+answered vision calls <= 1,000 + the calls in flight at the kill (simulator call log minus
+results PostgreSQL held).
 """
 
 from __future__ import annotations
@@ -41,19 +44,19 @@ SIM = {"latency": {"kinds": {"vision": {"dist": "uniform", "min_ms": 200, "max_m
 OVERRIDES = {"vision": {"KAFKA__MAX_POLL_RECORDS": "50"}}
 
 
-def hold_inserts(tag: str) -> str:
+def hold_commit(tag: str) -> str:
     return f"""
 CREATE FUNCTION c1_hold_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.lot_id #>> '{{}}' LIKE 'c1-{tag}-%'
-       AND (SELECT count(*) FROM vision_work WHERE job_id = NEW.job_id) >= {KILL_AT} THEN
+       AND (SELECT count(*) FROM vision_work WHERE job_id = NEW.job_id) > {KILL_AT} THEN
         PERFORM set_config('application_name', 'c1-held:' || NEW.lot_seq, true);
         PERFORM pg_advisory_xact_lock_shared({LOCK});
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
-CREATE TRIGGER c1_hold_{tag} BEFORE INSERT ON vision_work
-    FOR EACH ROW EXECUTE FUNCTION c1_hold_{tag}();
+CREATE CONSTRAINT TRIGGER c1_hold_{tag} AFTER INSERT ON vision_work
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION c1_hold_{tag}();
 """
 
 
@@ -64,7 +67,7 @@ async def test_vision_killed_mid_batch_redelivers_and_completes_each_lot_once(
     hook, done = f"/hook/c1/{tag}", f"/done/c1/{tag}"
     conn = await asyncpg.connect(migrated)
     try:
-        await conn.execute(hold_inserts(tag))
+        await conn.execute(hold_commit(tag))
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
         async with (
             whole_system(
@@ -98,9 +101,18 @@ async def test_vision_killed_mid_batch_redelivers_and_completes_each_lot_once(
             killed_at = time.monotonic()
             (row,) = held
             held_seq = int(row["application_name"].split(":")[1])
-            await conn.execute("SELECT pg_terminate_backend($1)", row["pid"])
             group = system.kafka.topic("vision")
             committed = await h.committed_offsets(system.kafka.bootstrap_servers, group)
+            # The held COMMIT goes through now; its client is gone, so no offset follows it.
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
+
+            async def held_done() -> bool:
+                return not await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", row["pid"]
+                )
+
+            await eventually(held_done, timeout=30)
+            await conn.execute(f"DROP TRIGGER c1_hold_{tag} ON vision_work")
             work_rows = {
                 r["lot_seq"]
                 for r in await pool.fetch(
@@ -116,10 +128,8 @@ async def test_vision_killed_mid_batch_redelivers_and_completes_each_lot_once(
             )
             answered = checker.model_calls(system, job_id)["vision"]
             in_flight = answered - int(results)
-            await conn.execute(f"DROP TRIGGER c1_hold_{tag} ON vision_work")
-            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
-            assert held_seq not in work_rows, "the held lot's work row was rolled back"
-            assert KILL_AT // 2 <= len(work_rows) < TOTAL, "the kill must land mid-stream"
+            assert held_seq in work_rows, "the held batch committed after the kill"
+            assert KILL_AT <= len(work_rows) < TOTAL, "the kill must land mid-stream"
 
             await asyncio.sleep(DOWN_S - (time.monotonic() - killed_at))  # the outage itself
             system.start("vision")
@@ -151,10 +161,12 @@ async def test_vision_killed_mid_batch_redelivers_and_completes_each_lot_once(
     )
     replayed = {seq for (job, seq), (p, o) in at.items() if o >= committed.get(p, 0)}
     absorbed = replayed & work_rows  # recorded before the kill and delivered again
+    assert held_seq in absorbed
     announce(
         f"C1: killed vision at {len(work_rows)} work rows (held lot {held_seq} at "
-        f"{part}/{offset}); committed {sum(committed.values())} records; replayed after restart "
-        f"{len(replayed)}, of them already recorded (absorbed) {len(absorbed)}; in flight at the "
+        f"{part}/{offset}); Kafka offsets committed for {sum(committed.values())} records; "
+        f"redelivered after the restart {len(replayed)}, of them already recorded (duplicates "
+        f"absorbed) {len(absorbed)}; in flight at the "
         f"kill {in_flight} by the simulator log ({unfinished} unfinished vision_calls); vision "
         f"calls {calls['vision']} (bound {TOTAL + in_flight}), text calls {calls['text']}; "
         f"ready again {restarted_s:.1f}s after the kill; all {TOTAL} done and delivered in "

@@ -152,6 +152,7 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
         errors = checker.log_errors(system)
         assert not errors, errors[:5]
         rewinds = system.log("vision").read_text(errors="replace").count("rewinding")
+        logged = [r for r in system.log_lines("vision") if r.get("msg") == "dead-lettered record"]
 
     got = {(r["kafka_partition"], r["kafka_offset"]): bytes(r["value"]) for r in dead}
     assert got == placed, "one dead letter per poison record, with its raw bytes and position"
@@ -161,6 +162,8 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
     }  # valid records after each poison record on its partition
     assert all(behind.values()), f"a poison record is last on its partition: {behind}"
     assert rewinds == 0, f"vision's consumer rewound {rewinds} batches"
+    assert len(logged) == len(placed), f"{len(logged)} dead-letter log lines"
+    assert not [r for r in logged if "lot_id" in r], "a poison record logged with a lot's ids"
     lags.sort()
     gap = max(b - a for a, b in itertools.pairwise(batches))
     p99 = lags[int(len(lags) * 0.99) - 1]
