@@ -16,6 +16,7 @@ def test_the_document_lists_the_ingest_operations() -> None:
     assert set(paths) == {
         "/health",
         "/api/v1/generate-descriptions",
+        "/api/v1/test-image-validation",
         "/api/v2/jobs",
     }
     assert set(paths["/api/v1/generate-descriptions"]["post"]["responses"]) >= {

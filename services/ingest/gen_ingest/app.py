@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from gen_common import db, kafka
+from gen_common.image_check import ImageChecker
 from gen_common.request_auth import AuthError
+from gen_common.safe_http import SafeClient
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from gen_ingest import openapi, replies, routes, store, v2
+from gen_ingest import openapi, probe, replies, routes, store, v2
 from gen_ingest.limits import BodyLimit
 from gen_ingest.metrics import Metrics, MetricsMiddleware
 from gen_ingest.settings import IngestSettings
@@ -98,6 +101,14 @@ def create_app(settings: IngestSettings) -> FastAPI:
                 db.open_pool(settings.db, reset_on_release=False)
             )
             publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
+            keep = opts.images.concurrency
+            image_client = await stack.enter_async_context(
+                SafeClient(
+                    opts.images.ssrf,
+                    timeout=opts.images.get_timeout_s,
+                    limits=httpx.Limits(max_connections=keep, max_keepalive_connections=keep),
+                )
+            )
             waiting = replies.Replies()
             deps = Deps(
                 pool=pool,
@@ -105,6 +116,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
                 replies=waiting,
                 options=opts,
                 v1_key=opts.shared_key.get_secret_value().encode(),
+                images=ImageChecker(image_client, opts.images),
             )
             started = asyncio.Event()
             tail = asyncio.create_task(
@@ -134,6 +146,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     )
     app.state.metrics = metrics
     app.include_router(routes.router)
+    app.include_router(probe.router)
     app.include_router(v2.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -113,9 +113,22 @@ class Job(BaseModel):
     links: JobLinks
 
 
+class ProbeRequest(BaseModel):
+    """URLs to check as the pipeline would (SSRF guard, HEAD then ranged GET, threshold)."""
+
+    urls: list[Url] = Field(max_length=100)
+
+
+class ProbeResult(BaseModel):
+    threshold_met: bool = Field(description="some valid and at most 30 % unreachable")
+    unreachable_urls: list[str]
+    valid_urls: list[str]
+
+
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "GenerateRequest": GenerateRequest,
     "JobCreate": JobCreate,
+    "ProbeRequest": ProbeRequest,
 }
 
 
@@ -151,4 +164,10 @@ JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _err("Authentication failed"),
     415: _err("Content-Type must be application/json"),
     **COMMON,
+}
+PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ProbeResult, "description": "Each URL checked"},
+    400: _err("Invalid JSON, or urls missing / not an array of strings / too many"),
+    413: _err("Body larger than the limit"),
+    429: _err("Rate limit per client address exceeded (Retry-After)"),
 }

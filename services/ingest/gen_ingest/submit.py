@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 from gen_common import kafka
 from gen_common.events import LOTS_SUBMITTED, Mode, lot_key
+from gen_common.image_check import ImageChecker
 
 from gen_ingest import store
 from gen_ingest.replies import Replies
@@ -41,6 +42,7 @@ class Deps:
     replies: Replies
     options: IngestOptions
     v1_key: bytes
+    images: ImageChecker | None = None  # test-image-validation (None: the route answers 503)
 
 
 @dataclass(frozen=True, slots=True)
