@@ -344,12 +344,18 @@ class LagProbe:
         self.group = group
         self._names = {settings.topic(t): t for t in topics}
 
-    async def read(self) -> list[PartitionLag]:
-        """Raises :class:`~gen_common.errors.InfrastructureError` when Kafka cannot answer."""
-        try:
-            return await self._read()
-        except KafkaError as exc:
-            raise InfrastructureError(f"consumer lag unavailable: {exc!r}") from exc
+    async def read(self, *, attempts: int = 4, backoff_s: float = 0.2) -> list[PartitionLag]:
+        """Retries retriable Kafka errors (a fresh cluster has no group coordinator until asked
+        once); raises :class:`~gen_common.errors.InfrastructureError` when Kafka cannot answer."""
+        for attempt in range(attempts):
+            try:
+                return await self._read()
+            except KafkaError as exc:
+                if not exc.retriable or attempt == attempts - 1:
+                    raise InfrastructureError(f"consumer lag unavailable: {exc!r}") from exc
+                log.info("consumer lag: retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _read(self) -> list[PartitionLag]:
         described = await self._admin.describe_topics(list(self._names))
