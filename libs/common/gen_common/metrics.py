@@ -6,8 +6,8 @@
   fails is left out of that scrape and counted in ``gen_metrics_source_errors_total``.
 - :class:`HttpMetrics` and :class:`HttpMiddleware` — request counts and durations by route
   template (``unmatched`` for 404s), the one ASGI middleware of ingest, status and notifier. It
-  also binds the request's W3C trace context (the ``traceparent`` header, or a new trace), so what
-  a request publishes and logs carries it.
+  also binds the request's W3C trace context (its valid ``traceparent`` header; at ingest, else a
+  new trace), so what a request publishes and logs carries it.
 - :func:`serve` — a ``/metrics``-only HTTP server for the services without an HTTP app.
 - :func:`consumer_lag` — the ``gen_consumer_*`` families of a :class:`~gen_common.kafka.LagProbe`;
   :func:`by_label` and :func:`cached` help services turn their own SQL into families.
