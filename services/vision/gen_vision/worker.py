@@ -103,6 +103,7 @@ async def run(deps: Deps, index: int) -> None:
             if not deps.breaker.available():
                 await asyncio.sleep(min(max(deps.breaker.open_for(), 0.05), o.idle_poll_s))
                 continue
+            deps.wakeup.clear()  # before the claim: a NOTIFY during an empty claim still wakes
             try:
                 async with deps.pool.acquire() as conn:
                     rows = await jobs.claim(
@@ -116,7 +117,6 @@ async def run(deps: Deps, index: int) -> None:
                 log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
                 await asyncio.sleep(o.idle_poll_s)
                 continue
-            deps.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(deps.wakeup.wait(), o.idle_poll_s)
     finally:
