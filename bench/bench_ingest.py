@@ -2,8 +2,9 @@
 
 1. v2 single-lot async submissions: pre-signed ``POST /api/v2/jobs`` requests (one lot, five
    images) sent over keep-alive connections by a raw-socket client; submissions/s, p50/p99.
-2. A 50,000-lot v1 job with 20 image URLs per lot: time from the first byte sent to the 201, and
-   the ingest process's RSS growth (sampled every 10 ms).
+2. A 50,000-lot v1 job with 20 image URLs per lot: time from the first byte sent to the 201, the
+   ingest process's CPU seconds for it (comparable across machine loads), the load average, and
+   its peak RSS growth (sampled every 10 ms). ``--job-only`` skips part 1 (bench_v2.py has it).
 
 Ingest runs as ``python -m gen_ingest`` pinned to CPU 0 (taskset); this client runs on CPU 1.
 Writes bench/results/ingest.json.
