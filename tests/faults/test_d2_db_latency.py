@@ -95,7 +95,9 @@ async def test_d2_two_seconds_of_db_latency_for_30s(
                         worst = max(worst, time.monotonic() - started)
                     proxy.clear()
                     at_end = await fault_run.lot_counts(pool, job.job_id)
-                    status = await fault_run.wait_final(system, http, job.job_id, timeout=180)
+                    status = await fault_run.wait_final(
+                        system, http, job.job_id, timeout=180, pool=pool
+                    )
             finally:
                 proxy.clear()
                 await probe.close()

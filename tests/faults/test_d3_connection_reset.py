@@ -65,7 +65,7 @@ async def test_d3_connection_resets_mid_transaction_for_60s(
             finally:
                 proxy.clear()
             at_end = await fault_run.lot_counts(pool, job.job_id)
-            status = await fault_run.wait_final(system, http, job.job_id, timeout=240)
+            status = await fault_run.wait_final(system, http, job.job_id, timeout=240, pool=pool)
             alive = system.alive()
             resets = proxy.snapshot()["resets"]
             found = await checker.settle(

@@ -46,7 +46,7 @@ async def test_o3_hung_calls_end_at_the_timeout_and_are_retried(
         httpx.AsyncClient(timeout=120) as http,
     ):
         job = await fault_run.submit(system, http, LOTS, languages=["en", "ru"])
-        status = await fault_run.wait_final(system, http, job.job_id, timeout=240)
+        status = await fault_run.wait_final(system, http, job.job_id, timeout=240, pool=pool)
         calls = [c for c in system.sim.admin.calls() if _job(c) == str(job.job_id)]
         hung = [c for c in calls if c.get("fault") == "hang"]
         found = await checker.settle(

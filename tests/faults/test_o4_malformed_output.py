@@ -55,7 +55,7 @@ async def test_o4_malformed_output_fails_the_lot_after_max_attempts(
                 languages=["en", "ru"],
                 info=lambda i: f"lot {i} {SPOILED.get(i, '')}".strip(),
             )
-            status = await fault_run.wait_final(system, http, job.job_id, timeout=150)
+            status = await fault_run.wait_final(system, http, job.job_id, timeout=150, pool=pool)
             expect = checker.Expect(
                 job.job_id,
                 job.non_en,

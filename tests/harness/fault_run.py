@@ -79,16 +79,65 @@ async def job_status(system: System, http: httpx.AsyncClient, job_id: uuid.UUID)
 
 
 async def wait_final(
-    system: System, http: httpx.AsyncClient, job_id: uuid.UUID, *, timeout: float
+    system: System,
+    http: httpx.AsyncClient,
+    job_id: uuid.UUID,
+    *,
+    timeout: float,
+    pool: asyncpg.Pool | None = None,
 ) -> str:
+    """The job's final status; on timeout, fails with the service logs and (with ``pool``) the
+    job's unfinished lots, their work rows and the server's open transactions."""
+
     async def final() -> bool:
         return await job_status(system, http, job_id) in FINAL_JOB
 
     try:
         await eventually(final, timeout=timeout, interval=0.5)
     except TimeoutError:
-        raise AssertionError(f"job {job_id} not final in {timeout}s\n{system.tails()}") from None
+        state = "" if pool is None else await stuck(pool, job_id)
+        raise AssertionError(
+            f"job {job_id} not final in {timeout}s\n{state}\n{system.tails()}"
+        ) from None
     return await job_status(system, http, job_id)
+
+
+async def stuck(pool: asyncpg.Pool, job_id: uuid.UUID) -> str:
+    """Where the job's unfinished lots are: lot rows, work rows, open server transactions."""
+    lots = await pool.fetch(
+        "SELECT lot_seq, status, updated_at FROM lots WHERE job_id = $1 "
+        "AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY lot_seq LIMIT 10",
+        job_id,
+    )
+    seqs = [r["lot_seq"] for r in lots]
+    work = []
+    for table in ("vision_work", "translate_work"):
+        work += [
+            f"{table} {dict(r)}"
+            for r in await pool.fetch(
+                f"SELECT * FROM {table} WHERE job_id = $1 AND lot_seq = ANY($2::int[])",
+                job_id,
+                seqs,
+            )
+        ]
+    outbox = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE convert_from(payload, 'UTF8')::jsonb->>'job_id' = $1",
+        str(job_id),
+    )
+    open_tx = await pool.fetch(
+        """SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS age,
+                  left(query, 200) AS query FROM pg_stat_activity
+           WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+             AND now() - xact_start > interval '5 seconds'"""
+    )
+    return "\n".join(
+        [
+            f"unfinished lots: {[dict(r) for r in lots]}",
+            *work,
+            f"outbox rows of the job: {outbox}",
+            f"transactions open > 5 s: {[dict(r) for r in open_tx]}",
+        ]
+    )
 
 
 async def lot_counts(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, int]:
