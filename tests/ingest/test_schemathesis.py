@@ -99,7 +99,6 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(
         "--request-timeout",
         "30",
         "--no-color",
-        "--suppress-health-check=too_slow",  # 2 shared cores: generation can lag, not the API
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
