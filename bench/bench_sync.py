@@ -40,6 +40,7 @@ import psutil
 from gen_common import kafka, migrate
 from gen_common.settings import KafkaSettings
 from gen_common.signing import sign_lots
+from gen_devstack import kafka_local
 from openai_sim.process import RunningSim, running
 
 KEY = b"bench-sync-shared-key"
@@ -345,10 +346,24 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-slow", dest="slow", action="store_false")
     parser.add_argument("--profile", default="", help="py-spy raw profiles PREFIX-<process>.txt")
+    parser.add_argument("--own-kafka", action="store_true", help="start a private 1-node broker")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for all")
     args = parser.parse_args()
     db_url = os.environ.get("DB__URL", "postgresql://gen@127.0.0.1:55432/gen")
     bootstrap = os.environ.get("KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    cluster = None
+    if args.own_kafka:
+        cluster = kafka_local.Cluster(Path(tempfile.mkdtemp(prefix="bench-sync-kafka-")))
+        cluster.start()
+        bootstrap = cluster.bootstrap_servers
+    try:
+        await _run(args, db_url, bootstrap)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+async def _run(args: argparse.Namespace, db_url: str, bootstrap: str) -> None:
     prefix = f"bsync{uuid.uuid4().hex[:8]}."
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     try:
@@ -377,6 +392,7 @@ async def main() -> None:
                 "bench_sync.py; real Kafka and PostgreSQL; simulator at zero latency",
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
                 "extra_env": args.env,
+                "kafka": "private 1-node broker" if args.own_kafka else "shared dev broker",
                 "targets": {"p50_ms": 20, "p99_ms": 50, "requests_per_s_c8": 200, "slow_s": 4.2},
                 "figures": figures,
             },
