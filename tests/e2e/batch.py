@@ -80,6 +80,17 @@ async def run_batch_job(
     (completion,) = {r.msg_id: r for r in system.receiver.snapshot() if r.path == done}.values()
     assert completion.json["status"] == "completed"
     assert completion.json["completed_lots"] == total
+    totals = await pool.fetchrow(
+        """SELECT j.input_tokens AS job_tokens, j.cost_usd AS job_cost,
+                  sum(l.input_tokens) AS lot_tokens, sum(l.cost_usd) AS lot_cost
+           FROM jobs j JOIN lots l USING (job_id) WHERE j.job_id = $1
+           GROUP BY j.input_tokens, j.cost_usd""",
+        uuid.UUID(job_id),
+    )
+    assert totals is not None
+    assert totals["lot_tokens"] > 0
+    # Each stage adds its usage to the lot and the job once: the job is the sum of its lots.
+    assert (totals["job_tokens"], totals["job_cost"]) == (totals["lot_tokens"], totals["lot_cost"])
     failed_attempts = await pool.fetch(
         "SELECT a.error_class, a.error, a.status_code, count(*) AS n FROM webhook_attempts a "
         "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.job_id = $1 "

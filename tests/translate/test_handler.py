@@ -121,7 +121,7 @@ async def test_last_language_emits_en_first_in_request_order(pool: asyncpg.Pool)
     assert lot["status"] == "translating"
 
 
-async def test_usage_is_summed_and_added_to_the_lot(pool: asyncpg.Pool) -> None:
+async def test_usage_is_summed_and_added_to_the_lot_and_the_job(pool: asyncpg.Pool) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "de"]))
     for lang in ("ru", "de"):
@@ -133,6 +133,9 @@ async def test_usage_is_summed_and_added_to_the_lot(pool: asyncpg.Pool) -> None:
     lot = await lot_row(pool, job_id)
     assert lot["input_tokens"] == 120  # vision's 100 plus the two translations
     assert float(lot["cost_usd"]) == pytest.approx(0.5)
+    job = await pool.fetchrow("SELECT input_tokens, cost_usd FROM jobs WHERE job_id = $1", job_id)
+    assert job is not None  # the fixture's job row holds no vision usage: only translate's
+    assert (job["input_tokens"], float(job["cost_usd"])) == (20, pytest.approx(0.5))
 
 
 async def test_time_limit_and_failure_become_pending_languages(pool: asyncpg.Pool) -> None:

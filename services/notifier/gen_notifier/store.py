@@ -57,23 +57,20 @@ async def finalise_lot(
 
 
 async def count_lot(conn: Conn, job_id: uuid.UUID, lot: asyncpg.Record) -> asyncpg.Record | None:
-    """Add one final lot (and its tokens and cost) to the job; locks the job row."""
+    """Count one final lot on the job; locks the job row.
+
+    Tokens and cost are not added here: vision and translate add their own usage to the lot and
+    the job when they store a result, so the job's cost grows while it runs.
+    """
     completed = 1 if lot["status"] == "completed" else 0
     return await conn.fetchrow(
         """UPDATE jobs SET completed_lots = completed_lots + $2, failed_lots = failed_lots + $3,
-                  input_tokens = input_tokens + $4, cached_tokens = cached_tokens + $5,
-                  output_tokens = output_tokens + $6, reasoning_tokens = reasoning_tokens + $7,
-                  cost_usd = cost_usd + $8, updated_at = now(),
+                  updated_at = now(),
                   status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END
            WHERE job_id = $1 RETURNING *""",
         job_id,
         completed,
         1 - completed,
-        lot["input_tokens"],
-        lot["cached_tokens"],
-        lot["output_tokens"],
-        lot["reasoning_tokens"],
-        lot["cost_usd"],
     )
 
 

@@ -227,12 +227,19 @@ async def mark_translated(
 ) -> None:
     await conn.execute(
         """WITH marked AS (UPDATE translate_lots SET translated_at = now()
-                           WHERE job_id = $1 AND lot_seq = $2)
-           UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
-                  input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
+                           WHERE job_id = $1 AND lot_seq = $2),
+           lot AS (
+               UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
+                      input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
+                      output_tokens = output_tokens + $8,
+                      reasoning_tokens = reasoning_tokens + $9,
+                      cost_usd = cost_usd + $10, updated_at = now()
+               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
+               RETURNING job_id)
+           UPDATE jobs SET input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
                   output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
                   cost_usd = cost_usd + $10, updated_at = now()
-           WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])""",
+           FROM lot WHERE jobs.job_id = lot.job_id""",
         job_id,
         lot_seq,
         descriptions,
