@@ -36,7 +36,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 @asynccontextmanager
 async def open_pool(
-    settings: DbSettings, *, wait_s: float = 30.0, reset_on_release: bool = True
+    settings: DbSettings,
+    *,
+    wait_s: float = 30.0,
+    reset_on_release: bool = True,
+    close_timeout_s: float = 10.0,
 ) -> AsyncIterator[asyncpg.Pool]:
     """Open the pool, retrying the first connection for up to ``wait_s`` seconds.
 
@@ -63,7 +67,12 @@ async def open_pool(
     try:
         yield pool
     finally:
-        await pool.close()
+        try:
+            # Bounded: a connection stuck in asyncpg's release (waiting on a cancel request to a
+            # dead server) must not keep a stopping process alive.
+            await asyncio.wait_for(pool.close(), close_timeout_s)
+        except TimeoutError:
+            pool.terminate()
 
 
 @asynccontextmanager
