@@ -5,7 +5,7 @@ PY_PATHS := libs services tests bench
 
 .DEFAULT_GOAL := help
 .PHONY: help install fmt lint typecheck test test-fast test-faults schemas openapi env-example \
-        bench up down status logs demo ci clean run-ingest run-status run-vision run-translate \
+        bench up down status logs demo smoke ci clean run-ingest run-status run-vision run-translate \
         run-notifier run-sim
 
 help: ## show this list
@@ -61,6 +61,11 @@ logs: ## follow the logs of the local stack
 
 demo: ## submit a sync lot and a batch job to the running local stack
 	$(UV) python -m gen_devstack.demo
+
+smoke: ## the README's first command checked: make up, make demo (must succeed), make down
+	@$(MAKE) --no-print-directory up; rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory demo; rc=$$?; fi; \
+	$(MAKE) --no-print-directory down; exit $$rc
 
 ci: lint typecheck test ## what CI runs
 

@@ -7,6 +7,7 @@ It serves its own demo images and webhook receiver on loopback (the simulated st
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -80,7 +81,25 @@ def main() -> int:
     _say(f"webhooks received: {len(_Demo.webhooks)}")
     for payload in _Demo.webhooks:
         _say("  " + json.dumps(payload)[:160])
-    return 0 if _Demo.webhooks and status["status"] == "completed" else 1
+    problems = _problems(answer, status["status"], len(_Demo.webhooks))
+    for problem in problems:
+        _say(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def _problems(answer: dict[str, Any], job_status: str, webhooks: int) -> list[str]:
+    """What the demo expected and did not see (``make smoke`` fails on any of them)."""
+    problems = []
+    descriptions = answer.get("lots", [{}])[0].get("descriptions", [])
+    if [d.get("language") for d in descriptions] != ["en", "ru", "de"]:
+        problems.append(f"sync answer lacks en, ru, de descriptions: {descriptions!r:.200}")
+    if not os.environ.get("OPENAI_API_KEY") and not all(d.get("simulated") for d in descriptions):
+        problems.append("the simulated stack answered without marking descriptions simulated")
+    if job_status != "completed":
+        problems.append(f"batch job ended {job_status!r}, not 'completed'")
+    if not webhooks:
+        problems.append("no webhook received")
+    return problems
 
 
 if __name__ == "__main__":
