@@ -2,9 +2,10 @@
 committed. The next relay publishes the batch again: every event is in Kafka twice, and the
 consumer (effects keyed by event id) applies each once.
 
-To land the kill in that window every time, a statement trigger on ``outbox`` makes the relay's
-DELETE wait for an advisory lock the test holds (the test's own PostgreSQL cluster, so no other
-test sees the trigger).
+The relay deletes (and so locks) a batch's rows, publishes them, and commits after the acks. To
+land the kill in that window every time, a deferred constraint trigger on ``outbox`` makes the
+relay's COMMIT wait for an advisory lock the test holds: the batch is in Kafka, the DELETE not yet
+committed (the test's own PostgreSQL cluster, so no other test sees the trigger).
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ pytestmark = [pytest.mark.pg, pytest.mark.kafka, pytest.mark.slow, pytest.mark.t
 TOTAL = 200
 LOCK = 4242
 HOLD_DELETE = f"""
+CREATE TABLE faults_relay_killed ();
 CREATE FUNCTION faults_hold_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_advisory_xact_lock_shared({LOCK}); RETURN NULL; END $$;
-CREATE TRIGGER faults_hold_delete BEFORE DELETE ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION faults_hold_delete();
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared({LOCK});
+    IF EXISTS (SELECT FROM faults_relay_killed) THEN
+        RAISE EXCEPTION 'the relay was killed before its COMMIT';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER faults_hold_delete AFTER DELETE ON outbox
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION faults_hold_delete();
 """
 
 
@@ -54,12 +62,14 @@ async def test_relay_killed_after_publish_duplicates_and_the_consumer_applies_on
 
         with child("tests.harness.counting_consumer", env, tmp_path / "consumer.log") as consumer:
             with child("tests.harness.relay_process", env, tmp_path / "relay-1.log") as relay:
-                # Published (the consumer applied every event) and stuck in its DELETE.
+                # Published (the consumer applied every event) and stuck in its COMMIT.
                 await eventually(lambda: h.reached(pool, prefix, TOTAL, consumer), timeout=60)
                 await eventually(lambda: _waiting_delete(conn, relay), timeout=30)
                 relay.kill()
+            # Its backend would still commit once the lock is free (the COMMIT was sent): the
+            # trigger fails it instead, as if the relay had died before sending it.
+            await conn.execute("INSERT INTO faults_relay_killed DEFAULT VALUES")
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
-            # The killed relay's transaction rolls back once its DELETE returns.
             await eventually(lambda: _unlocked_rows(conn, TOTAL), timeout=30)
             await conn.execute("DROP TRIGGER faults_hold_delete ON outbox")
 
@@ -83,10 +93,10 @@ async def test_relay_killed_after_publish_duplicates_and_the_consumer_applies_on
 
 
 async def _waiting_delete(conn: asyncpg.Connection, relay: Child) -> bool:
-    h.assert_alive(relay, "before its DELETE")
+    h.assert_alive(relay, "before its COMMIT")
     waiting = await conn.fetchval(
         """SELECT count(*) FROM pg_stat_activity
-           WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM outbox%'"""
+           WHERE wait_event_type = 'Lock' AND query ILIKE 'COMMIT%'"""
     )
     return bool(waiting)
 
