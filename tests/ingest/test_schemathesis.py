@@ -55,6 +55,8 @@ def ingest_process(
         INGEST__SYNC_BUDGET_S="20",
         INGEST__V1_RATE_PER_S="100000",
         INGEST__V1_RATE_BURST="100000",
+        INGEST__PROBE_RATE_PER_S="100000",  # test-image-validation: its logic, not its 429s
+        INGEST__PROBE_RATE_BURST="100000",
         LOG__LEVEL="WARNING",
     )
     with child("gen_ingest", env, tmp_path / "ingest.log") as proc:
