@@ -36,10 +36,11 @@ from typing import Any
 import asyncpg
 from gen_common import kafka, migrate
 from gen_common.events import LotSubmitted
+from gen_common.image_check import ImageCheckOptions
 from gen_common.settings import DbSettings, KafkaSettings, OpenAISettings
 from gen_common.ssrf import SsrfSettings
 from gen_vision import main
-from gen_vision.settings import ImageOptions, VisionOptions, VisionSettings
+from gen_vision.settings import VisionOptions, VisionSettings
 from openai_sim.process import RunningSim, running
 from pydantic import SecretStr
 
@@ -82,7 +83,7 @@ def settings_for(sim: RunningSim, *, workers: int) -> VisionSettings:
         vision=VisionOptions(
             workers=workers,
             idle_poll_s=0.5,
-            images=ImageOptions(ssrf=SsrfSettings(allow_cidrs=["127.0.0.0/8"])),
+            images=ImageCheckOptions(ssrf=SsrfSettings(allow_cidrs=["127.0.0.0/8"])),
         ),
     )
 

@@ -20,12 +20,13 @@ import pytest
 import uvicorn
 from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, BreakerSettings
+from gen_common.image_check import ImageCheckOptions
 from gen_common.safe_http import SafeClient
 from gen_common.settings import OpenAISettings
 from gen_common.ssrf import SsrfSettings
 from gen_vision import assess, worker
 from gen_vision.images import ImageChecker
-from gen_vision.settings import ImageOptions, VisionOptions
+from gen_vision.settings import VisionOptions
 from openai_sim.process import RunningSim, running
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -112,7 +113,7 @@ def vision_options(**overrides: Any) -> VisionOptions:
         "reap_interval_s": 0.5,
         "retry_base_s": 0.05,
         "retry_max_s": 0.5,
-        "images": ImageOptions(ssrf=LOOPBACK, head_timeout_s=1.0, get_timeout_s=1.0),
+        "images": ImageCheckOptions(ssrf=LOOPBACK, head_timeout_s=1.0, get_timeout_s=1.0),
     }
     values.update(overrides)
     return VisionOptions(**values)

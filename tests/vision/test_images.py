@@ -6,17 +6,17 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from gen_common.image_check import ImageCheckOptions
 from gen_common.safe_http import SafeClient
 from gen_common.ssrf import SsrfSettings
 from gen_vision.images import ImageChecker, ImagesUnreachable, enforce_threshold
-from gen_vision.settings import ImageOptions
 
 from .conftest import LOOPBACK, ImageHost
 
 
 @pytest.fixture
 async def checker() -> AsyncIterator[ImageChecker]:
-    options = ImageOptions(ssrf=LOOPBACK, head_timeout_s=0.5, get_timeout_s=0.5)
+    options = ImageCheckOptions(ssrf=LOOPBACK, head_timeout_s=0.5, get_timeout_s=0.5)
     async with SafeClient(options.ssrf) as client:
         yield ImageChecker(client, options)
 
@@ -45,7 +45,7 @@ async def test_bad_url_format_is_unreachable(checker: ImageChecker, url: str) ->
 
 
 async def test_loopback_refused_without_allowlist(image_host: ImageHost) -> None:
-    options = ImageOptions(ssrf=SsrfSettings())
+    options = ImageCheckOptions(ssrf=SsrfSettings())
     async with SafeClient(options.ssrf) as client:
         reason = await ImageChecker(client, options).check(image_host.url("img/1.jpg"))
     assert reason is not None

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Literal
 
 from gen_common.breaker import BreakerSettings
+from gen_common.image_check import ImageCheckOptions
 from gen_common.openai_batch import BatchOptions
 from gen_common.ratelimits import ThrottleSettings
 from gen_common.settings import OpenAISettings, ServiceSettings
-from gen_common.ssrf import SsrfSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
@@ -34,20 +34,6 @@ DEFAULT_PRICES = {
     "gpt-5.4-mini": ModelPrice(input=0.75, cached_input=0.075, output=4.50),
     "gpt-4.1-mini": ModelPrice(input=0.40, cached_input=0.10, output=1.60),
 }
-
-
-class ImageOptions(_Frozen):
-    head_timeout_s: float = Field(default=3.0, gt=0)
-    get_timeout_s: float = Field(default=5.0, gt=0)
-    max_bytes: int = Field(default=10_000_000, ge=1)
-    range_bytes: int = Field(default=32_768, ge=1, description="ranged GET fallback: bytes=0-N")
-    max_unreachable: float = Field(
-        default=0.3, ge=0, le=1, description="a lot fails above this share of unreachable images"
-    )
-    max_redirects: int = Field(default=3, ge=0, description="each hop is SSRF-checked again")
-    concurrency: int = Field(default=64, ge=1, description="image checks in flight per process")
-    user_agent: str = "Generation-Service/1.0.0"
-    ssrf: SsrfSettings = SsrfSettings()
 
 
 class VisionOptions(_Frozen):
@@ -81,7 +67,7 @@ class VisionOptions(_Frozen):
     )
     metrics_port: int | None = Field(default=None, description="prometheus /metrics; None: off")
     metrics_host: str = "127.0.0.1"
-    images: ImageOptions = ImageOptions()
+    images: ImageCheckOptions = ImageCheckOptions()
     breaker: BreakerSettings = BreakerSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     batch: BatchOptions = BatchOptions()
