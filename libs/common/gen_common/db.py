@@ -18,6 +18,18 @@ Pool: TypeAlias = asyncpg.Pool
 # What handlers and stores receive: a plain connection or one acquired from the pool.
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
+# The database is (for now) out of reach: a lost or refused connection, a server shutting down or
+# starting up (SQLSTATE class 57), asyncpg's own "connection closed mid-operation", a full server.
+# Long-running loops catch exactly this, wait and go on; the work stays in PostgreSQL.
+DB_TROUBLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # includes CannotConnectNowError (57P03)
+    asyncpg.InterfaceError,
+)
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -19,7 +19,7 @@ import logging
 import asyncpg
 
 from gen_common import tracing
-from gen_common.db import Conn
+from gen_common.db import DB_TROUBLE, Conn
 from gen_common.events import TOPIC_OF, Event, key_of
 from gen_common.kafka import Publisher, encode
 
@@ -98,15 +98,10 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, idle_s: float = 1.0
                 try:
                     if await publish_pending(pool, publisher):
                         continue
-                except (
-                    OSError,
-                    asyncpg.PostgresConnectionError,
-                    asyncpg.exceptions.OperatorInterventionError,  # 57P03 while PG recovers
-                    asyncpg.InterfaceError,  # connection lost mid-transaction (faults D3)
-                ) as exc:
+                except DB_TROUBLE as exc:
                     log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle_s)
         finally:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
                 await listener.remove_listener(CHANNEL, on_notify)

@@ -29,14 +29,7 @@ from gen_ingest.wire import V1JSON, error
 
 log = logging.getLogger(__name__)
 TAIL_START_S = 30.0
-UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-)
+UNAVAILABLE = db.DB_TROUBLE
 MESSAGES = {404: "Not found", 405: "Method not allowed"}
 
 

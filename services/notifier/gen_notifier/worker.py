@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timedelta
 
 import asyncpg
+from gen_common.db import DB_TROUBLE
 
 from gen_notifier import deliver, deliveries, endpoints, signing
 from gen_notifier.deliver import Outcome
@@ -28,6 +29,8 @@ from gen_notifier.schedule import Clock, next_delay, parse_retry_after
 from gen_notifier.settings import NotifierOptions
 
 log = logging.getLogger(__name__)
+# A loop pass that failed with one of these is logged and tried again; the rows stay put.
+DB_OR_SQL: tuple[type[Exception], ...] = (*DB_TROUBLE, asyncpg.PostgresError)
 
 
 def decide(
@@ -150,7 +153,7 @@ class Sender:
                 batch.append(self._results.get_nowait())
             try:
                 await self.record(batch)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except DB_OR_SQL as exc:
                 # leases expire; reap re-queues
                 log.warning("recording attempts failed", extra={"error": repr(exc)})
             self._wake.set()
@@ -175,7 +178,7 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), self.o.idle_poll_s)
         finally:
             await self._shutdown(recorder)
-            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DB_OR_SQL):
                 await listener.remove_listener(WAKE_CHANNEL, self._on_notify)
                 async with self.pool.acquire() as conn:
                     await deliveries.release(conn, self.owner)
@@ -190,7 +193,7 @@ class Sender:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         left = [self._results.get_nowait() for _ in range(self._results.qsize())]
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DB_OR_SQL):
             await self.record(left)
 
     def _on_notify(self, *_: object) -> None:
@@ -206,7 +209,7 @@ class Sender:
                 free += 1
             try:
                 claimed = await self._claim(free)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except DB_OR_SQL as exc:
                 log.warning("claim failed", extra={"error": repr(exc)})
                 claimed = []
             for _ in range(free - len(claimed)):
@@ -226,7 +229,7 @@ class Sender:
 
     async def reap_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DB_OR_SQL):
                 async with self.pool.acquire() as conn:
                     if n := await deliveries.reap(conn, self.clock.now()):
                         log.warning("re-queued deliveries with expired leases", extra={"n": n})
@@ -235,7 +238,7 @@ class Sender:
 
     async def breaker_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DB_OR_SQL):
                 async with self.pool.acquire() as conn:
                     now = self.clock.now()
                     for url in await endpoints.sample_breakers(conn, now=now, o=self.o):

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from gen_common import db, kafka
@@ -26,14 +25,7 @@ from gen_status.wire import JSONBody, error
 log = logging.getLogger(__name__)
 SERVICE = "generation-service"
 HEALTH_TIMEOUT_S = 2.0
-UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-)
+UNAVAILABLE = db.DB_TROUBLE
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 from gen_common import jobs, llm, logs
 from gen_common.breaker import Breaker, outcome_of
+from gen_common.db import DB_TROUBLE
 from gen_common.errors import PermanentError, RateLimited, RetryableError
 
 from gen_translate import finish, store
@@ -92,13 +93,13 @@ async def run_worker(deps: WorkerDeps, index: int) -> None:
                 continue
             try:
                 await _claim_and_translate(deps, owner)
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            except DB_TROUBLE as exc:
                 # PostgreSQL went away: a claimed row's lease expires and the reaper requeues it.
                 deps.breaker.record_ignored()
                 log.warning("worker pass failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(deps.options.idle_poll_s)
     finally:
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
             async with deps.pool.acquire() as conn:
                 await jobs.release(conn, WORK, owner=owner)
 
@@ -260,6 +261,6 @@ async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
                 await jobs.reap(conn, WORK)
                 for row in await store.expire_overdue(conn):
                     await finish.record_outcome(conn, _time_limit(row))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except DB_TROUBLE as exc:
             log.warning("reaper pass failed", extra={"error": repr(exc)})
         await asyncio.sleep(interval_s)

@@ -24,6 +24,7 @@ from typing import Protocol
 import asyncpg
 from gen_common import jobs, llm, logs
 from gen_common.breaker import Breaker
+from gen_common.db import DB_TROUBLE
 from gen_common.errors import (
     BreakerOpen,
     GenError,
@@ -39,12 +40,6 @@ from gen_vision.settings import VisionOptions
 
 log = logging.getLogger(__name__)
 REALTIME = "path = 'realtime'"
-DB_TROUBLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
 
 
 class Checker(Protocol):
@@ -291,6 +286,6 @@ async def listen(pool: asyncpg.Pool, wakeup: asyncio.Event) -> None:
         await conn.add_listener(store.CHANNEL, wake)
         await asyncio.Event().wait()
     finally:
-        with contextlib.suppress(OSError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DB_TROUBLE):
             await conn.remove_listener(store.CHANNEL, wake)
         await pool.release(conn)

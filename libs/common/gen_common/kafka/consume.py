@@ -21,12 +21,14 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from gen_common import logs, tracing
-from gen_common.db import Conn
+from gen_common.db import DB_TROUBLE, Conn
 from gen_common.errors import PermanentError, RetryableError
 from gen_common.events import Event
 from gen_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+# A batch that failed with one of these is rolled back and read again after a pause.
+REWIND: tuple[type[Exception], ...] = (RetryableError, *DB_TROUBLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +130,7 @@ async def consume(
                     for records in batches.values():
                         for record in records:
                             await _handle(conn, group, by_topic[record.topic], record)
-            except (
-                RetryableError,
-                asyncpg.PostgresConnectionError,
-                # SQLSTATE class 57: shutting down (57P01/57P02) or starting up (57P03).
-                asyncpg.exceptions.OperatorInterventionError,
-                OSError,
-                asyncpg.exceptions.InterfaceError,
-            ) as exc:
+            except REWIND as exc:
                 log.warning("batch failed, rewinding", extra={"error": repr(exc)})
                 _rewind(consumer, batches)
                 await asyncio.sleep(retry_backoff_s)
