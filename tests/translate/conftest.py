@@ -18,6 +18,7 @@ from gen_common.settings import OpenAISettings
 from gen_translate import handler, worker
 from gen_translate.describe import Describer, OpenAIDescriber
 from gen_translate.settings import TranslateOptions
+from gen_translate.wakeup import Wakeup
 from openai_sim.process import RunningSim, running
 from pydantic import SecretStr
 
@@ -104,6 +105,7 @@ async def running_workers(
     workers: int = 4,
     claim_where: str = "TRUE",
     wrap_describer: Callable[[Describer], Describer] | None = None,
+    throttle: ratelimits.Throttle | None = None,
     **options: Any,
 ) -> AsyncIterator[Breaker]:
     """The translate workers and reaper in this process, against the simulator.
@@ -119,10 +121,11 @@ async def running_workers(
     opts = TranslateOptions(workers=workers, **options)
     breaker = breaker or Breaker(BreakerSettings())
     settings = OpenAISettings(api_key=SecretStr("sk-test"), base_url=sim.base_url, max_retries=0)
-    wake = worker.Wakeup()
+    wake = Wakeup()
     async with llm.client(settings) as client, pool.acquire() as listener:
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)
-        describer: Describer = OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle))
+        throttle = throttle or ratelimits.Throttle(opts.throttle)
+        describer: Describer = OpenAIDescriber(client, opts, throttle)
         deps = worker.WorkerDeps(
             pool=pool,
             describer=describer if wrap_describer is None else wrap_describer(describer),

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
 from gen_translate import finish, handler
-from gen_translate.store import Outcome
+from gen_translate.results import Outcome
 
 from .conftest import DESCRIPTION_EN, assessed, create_job, emitted
 

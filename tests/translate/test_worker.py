@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from gen_common.breaker import Breaker, BreakerSettings, State
 from gen_common.events import JobCancelRequested, LotAssessed
+from gen_common.ratelimits import Throttle, ThrottleSettings
 from gen_translate import batch_path, finish, handler
 from gen_translate.describe import Describer, Translation
 from openai_sim.process import RunningSim
@@ -190,39 +191,63 @@ async def test_work_of_a_cancelled_lot_is_dropped_without_a_call(
     assert await emitted(pool, job_id) == []
 
 
-async def test_a_cancel_between_claim_and_call_stops_the_model_call(
+class CancelThenCall:
+    """A describer that cancels the job (jobs row, then the translate handler) once the worker
+    has claimed the lot, optionally pauses the throttle (the worker then waits for its slot),
+    and counts the pre-call checks the real describer ran."""
+
+    def __init__(
+        self, real: Describer, pool: asyncpg.Pool, job_id: uuid.UUID, pause: Throttle | None
+    ) -> None:
+        self.real, self.pool, self.job_id, self.pause = real, pool, job_id, pause
+        self.calls = 0
+        self.checks = 0
+
+    async def translate(self, **kwargs: Any) -> Translation:
+        self.calls += 1
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", self.job_id
+            )
+            await handler.on_control(JobCancelRequested(job_id=self.job_id), conn)
+        if self.pause is not None:
+            self.pause.on_rate_limited(0.2)  # the slot is free again in 0.2-0.24 s
+        check = kwargs["after_wait"]
+
+        async def counted() -> None:
+            self.checks += 1
+            await check()
+
+        return await self.real.translate(**(kwargs | {"after_wait": counted}))
+
+
+async def no_work_left(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:
+    left = await pool.fetchval(
+        """SELECT count(*) FROM translate_work
+           WHERE job_id = $1 AND status IN ('queued', 'running')""",
+        job_id,
+    )
+    return bool(left == 0)
+
+
+async def test_a_cancel_while_the_call_waits_for_its_slot_stops_the_model_call(
     pool: asyncpg.Pool, sim: RunningSim
 ) -> None:
     """JobCancelRequested (and the jobs row) land after the claim, while the worker waits for its
-    throttle slot: the call must not start, and no outcome or event is written."""
+    throttle slot: the claim's check is stale, the pre-call check runs and stops the call; no
+    outcome or event is written."""
     job_id = await create_job(pool, 1)
-    landed: list[bool] = []
+    throttle = Throttle(ThrottleSettings())
+    wrappers: list[CancelThenCall] = []
 
     def cancelling(real: Describer) -> Describer:
-        class CancelFirst:
-            async def translate(self, **kwargs: Any) -> Translation:
-                async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        "UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", job_id
-                    )
-                    await handler.on_control(JobCancelRequested(job_id=job_id), conn)
-                landed.append(True)
-                return await real.translate(**kwargs)
+        wrappers.append(CancelThenCall(real, pool, job_id, pause=throttle))
+        return wrappers[0]
 
-        return CancelFirst()
-
-    async def settled() -> bool:
-        left = await pool.fetchval(
-            """SELECT count(*) FROM translate_work
-               WHERE job_id = $1 AND status IN ('queued', 'running')""",
-            job_id,
-        )
-        return bool(left == 0)
-
-    async with running_workers(pool, sim, workers=1, wrap_describer=cancelling):
+    async with running_workers(pool, sim, workers=1, wrap_describer=cancelling, throttle=throttle):
         await deliver(pool, assessed(job_id, languages=["en", "ru"]))
-        await eventually(settled, timeout=10)
-    assert landed == [True]
+        await eventually(lambda: no_work_left(pool, job_id), timeout=10)
+    assert (wrappers[0].calls, wrappers[0].checks) == (1, 1)
     assert sim.admin.stats()["totals"]["calls"] == 0
     rows = await pool.fetch(
         "SELECT status, last_error FROM translate_work WHERE job_id = $1", job_id
@@ -231,4 +256,52 @@ async def test_a_cancel_between_claim_and_call_stops_the_model_call(
     assert (
         await pool.fetchval("SELECT count(*) FROM translate_results WHERE job_id = $1", job_id) == 0
     )
+    assert await emitted(pool, job_id) == []
+
+
+async def test_a_call_that_did_not_wait_runs_no_second_check(
+    pool: asyncpg.Pool, sim: RunningSim
+) -> None:
+    """The claim is the call's one checking statement: with a free slot the call starts at once,
+    without the pre-call round trip (a cancel landing in that instant is like one landing during
+    the call: the lot emits no event)."""
+    job_id = await create_job(pool, 1)
+    wrappers: list[CancelThenCall] = []
+
+    def cancelling(real: Describer) -> Describer:
+        wrappers.append(CancelThenCall(real, pool, job_id, pause=None))
+        return wrappers[0]
+
+    async with running_workers(pool, sim, workers=1, wrap_describer=cancelling):
+        await deliver(pool, assessed(job_id, languages=["en", "ru"]))
+        await eventually(lambda: no_work_left(pool, job_id), timeout=10)
+    assert (wrappers[0].calls, wrappers[0].checks) == (1, 0)
+    assert await emitted(pool, job_id) == []
+
+
+@pytest.mark.parametrize(
+    "cancel",
+    [
+        "UPDATE jobs SET status = 'cancelled' WHERE job_id = $1",
+        "UPDATE lots SET status = 'cancelled' WHERE job_id = $1",
+        "INSERT INTO translate_cancelled_jobs (job_id) VALUES ($1)",
+    ],
+    ids=["job", "lot", "control"],
+)
+async def test_the_claim_of_a_cancelled_lot_makes_no_call(
+    pool: asyncpg.Pool, sim: RunningSim, cancel: str
+) -> None:
+    """Each cancel mark the claim reads (jobs row, lots row, jobs.control) stops the call."""
+    job_id = await create_job(pool, 1)
+    async with running_workers(pool, sim, workers=1):
+        async with pool.acquire() as conn, conn.transaction():
+            await handler.on_assessed(assessed(job_id, languages=["ru"]), conn, DEPS)
+            await conn.execute(cancel, job_id)
+        await eventually(lambda: no_work_left(pool, job_id), timeout=10)
+    rows = await pool.fetch(
+        "SELECT status, last_error FROM translate_work WHERE job_id = $1", job_id
+    )
+    assert [(r["status"], r["last_error"]) for r in rows] == [("failed", "cancelled")]
+    ours = [c for c in sim.admin.calls() if (c.get("metadata") or {}).get("job_id") == str(job_id)]
+    assert ours == []
     assert await emitted(pool, job_id) == []

@@ -162,13 +162,17 @@ class Throttle:
         return max(0.0, self.not_before - now, self._next_start - now)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a free slot in the window and for the pacing delay, then hold the slot."""
+    async def slot(self) -> AsyncIterator[bool]:
+        """Wait for a free slot in the window and for the pacing delay, then hold the slot.
+
+        Yields whether the caller had to wait (a check made before the wait may be stale)."""
+        waited = False
         async with self._cond:
             while True:
                 wait = self.delay()
                 if wait <= 0 and self.in_flight < max(1, int(self.window)):
                     break
+                waited = True
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._cond.wait(), wait if wait > 0 else None)
             self.in_flight += 1
@@ -177,7 +181,7 @@ class Throttle:
             floor = self._clock() - 2 * self.spacing
             self._next_start = max(floor, self._next_start) + self.spacing
         try:
-            yield
+            yield waited
         finally:
             async with self._cond:
                 self.in_flight -= 1

@@ -25,8 +25,8 @@ from openai.types.responses import Response
 
 from gen_translate import finish, handler, store
 from gen_translate.describe import cost_usd, packaged_prompt, request_input, translation_of
+from gen_translate.results import Outcome
 from gen_translate.settings import TranslateOptions
-from gen_translate.store import Outcome
 
 STAGE = "translate"
 

@@ -38,7 +38,7 @@ class Translation:
     usage: TokenUsage
 
 
-BeforeCall = Callable[[], Awaitable[None]]
+AfterWait = Callable[[], Awaitable[None]]
 
 
 class Describer(Protocol):
@@ -49,7 +49,7 @@ class Describer(Protocol):
         language: str,
         metadata: dict[str, str],
         timeout_s: float | None,
-        before_call: BeforeCall | None = None,
+        after_wait: AfterWait | None = None,
     ) -> Translation: ...
 
 
@@ -129,10 +129,11 @@ class OpenAIDescriber:
         language: str,
         metadata: dict[str, str],
         timeout_s: float | None,
-        before_call: BeforeCall | None = None,
+        after_wait: AfterWait | None = None,
     ) -> Translation:
-        """``before_call`` runs inside the throttle slot right before the request; it raises to
-        stop the call (e.g. the job was cancelled while the worker waited for the slot)."""
+        """``after_wait`` runs inside the throttle slot right before the request, only when the
+        call had to wait for the slot (what the caller checked before may be stale); it raises to
+        stop the call (e.g. the job was cancelled while the worker waited)."""
         opts = self._options
         body: ResponseCreateParamsNonStreaming = {
             "instructions": self._instructions,
@@ -143,9 +144,9 @@ class OpenAIDescriber:
         }
         if opts.reasoning_effort:
             body["reasoning"] = Reasoning(effort=opts.reasoning_effort)
-        async with self._throttle.slot():
-            if before_call is not None:
-                await before_call()
+        async with self._throttle.slot() as waited:
+            if waited and after_wait is not None:
+                await after_wait()
             try:
                 raw = await self._client.responses.with_raw_response.create(
                     model=opts.model,

@@ -16,8 +16,8 @@ from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import Description, LotTranslated, TokenUsage
 
-from gen_translate import store
-from gen_translate.store import Outcome
+from gen_translate import results
+from gen_translate.results import Outcome
 
 EN = "en"
 # Warning codes in LotTranslated.warnings (the languages are in pending_languages):
@@ -35,9 +35,9 @@ def distinct(languages: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(languages))
 
 
-def build_event(lot: asyncpg.Record, results: Sequence[asyncpg.Record]) -> LotTranslated:
+def build_event(lot: asyncpg.Record, stored: Sequence[asyncpg.Record]) -> LotTranslated:
     """LotTranslated of a lot whose every language has an outcome: en first, request order."""
-    by_language = {r["language"]: r for r in results}
+    by_language = {r["language"]: r for r in stored}
     simulated = True if (lot["assessment"] or {}).get("simulated") else None
     descriptions = [Description(language=EN, damages=lot["description_en"], simulated=simulated)]
     pending: list[str] = []
@@ -54,11 +54,11 @@ def build_event(lot: asyncpg.Record, results: Sequence[asyncpg.Record]) -> LotTr
         if (warning := WARNING_OF[row["outcome"]]) not in warnings:
             warnings.append(warning)
     usage = TokenUsage(
-        input_tokens=sum(r["input_tokens"] for r in results),
-        cached_tokens=sum(r["cached_tokens"] for r in results),
-        output_tokens=sum(r["output_tokens"] for r in results),
-        reasoning_tokens=sum(r["reasoning_tokens"] for r in results),
-        cost_usd=float(sum(r["cost_usd"] for r in results)),
+        input_tokens=sum(r["input_tokens"] for r in stored),
+        cached_tokens=sum(r["cached_tokens"] for r in stored),
+        output_tokens=sum(r["output_tokens"] for r in stored),
+        reasoning_tokens=sum(r["reasoning_tokens"] for r in stored),
+        cost_usd=float(sum(r["cost_usd"] for r in stored)),
     )
     return LotTranslated(
         job_id=lot["job_id"],
@@ -74,14 +74,14 @@ def build_event(lot: asyncpg.Record, results: Sequence[asyncpg.Record]) -> LotTr
 
 async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTranslated | None:
     """Emit the lot's LotTranslated if every language has an outcome and none was emitted."""
-    lot = await store.lock_lot(conn, job_id, lot_seq)
+    lot = await results.lock_lot(conn, job_id, lot_seq)
     if lot is None or lot["translated_at"] is not None or lot["cancelled"]:
         return None
-    results = await store.results_of(conn, job_id, lot_seq)
-    if {r["language"] for r in results} < set(lot["languages"]):
+    stored = await results.results_of(conn, job_id, lot_seq)
+    if {r["language"] for r in stored} < set(lot["languages"]):
         return None
-    event = build_event(lot, results)
-    await store.mark_translated(
+    event = build_event(lot, stored)
+    await results.mark_translated(
         conn,
         job_id,
         lot_seq,
@@ -96,5 +96,5 @@ async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTr
 
 async def record_outcome(conn: Conn, outcome: Outcome) -> LotTranslated | None:
     """Store one translation (or its failure); returns the event if this finished the lot."""
-    await store.insert_result(conn, outcome)
+    await results.insert_result(conn, outcome)
     return await complete_if_done(conn, outcome.job_id, outcome.lot_seq)

@@ -20,6 +20,7 @@ from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, L
 from gen_translate import batch_path, handler, metrics, worker
 from gen_translate.describe import OpenAIDescriber
 from gen_translate.settings import TranslateSettings
+from gen_translate.wakeup import Wakeup
 
 GROUP = "translate"
 
@@ -32,7 +33,7 @@ async def run(settings: TranslateSettings) -> None:
         publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
         client = llm.client(settings.openai)
         stack.push_async_callback(client.close)
-        wake = worker.Wakeup()
+        wake = Wakeup()
         listener = await pool.acquire()
         stack.push_async_callback(pool.release, listener)
         await listener.add_listener(handler.WAKE_CHANNEL, wake.notify)

@@ -1,34 +1,22 @@
-"""SQL of the translate stage: plain functions taking a connection; callers own transactions."""
+"""SQL of the translate stage's intake and work queue: the lot and work rows a LotAssessed
+writes, a job's cancel, the workers' claim, pre-call check, requeue and deadline expiry.
+
+Plain functions taking a connection; callers own transactions. A (lot, language)'s outcome and
+the lot's completion are in :mod:`gen_translate.results`.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 from gen_common.db import Conn
-from gen_common.events import LotAssessed, TokenUsage
+from gen_common.events import LotAssessed
 
 WORK = "translate_work"
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
-FINAL_LOT_STATES = ("completed", "failed", "cancelled")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one (lot, language) ended: a translation, or the reason there is none."""
-
-    job_id: uuid.UUID
-    lot_seq: int
-    language: str
-    outcome: str  # 'translated' | 'time_limit' | 'failed'
-    text: str | None = None
-    error_code: str | None = None
-    model: str | None = None
-    response_id: str | None = None
-    usage: TokenUsage = field(default_factory=TokenUsage)
 
 
 async def accept_lot(
@@ -105,19 +93,23 @@ async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
 
 
 # The claimed work row joined with its lot's source (English text, mode) and whether the lot
-# or its job was cancelled: one round trip for the worker's claim.
+# or its job was cancelled (the checks of still_wanted): the call's one statement that checks and
+# records, one round trip for the worker's claim.
 CLAIM_WITH_SOURCE = """
     SELECT c.*, l.description_en, l.mode AS lot_mode, l.job_id IS NOT NULL AS has_source,
            coalesce(l.cancelled, false)
            OR EXISTS (SELECT 1 FROM translate_cancelled_jobs x WHERE x.job_id = c.job_id)
            OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = c.job_id AND j.status = 'cancelled')
+           OR EXISTS (SELECT 1 FROM lots t WHERE t.job_id = c.job_id AND t.lot_seq = c.lot_seq
+                                             AND t.status = 'cancelled')
            AS cancelled
     FROM claimed c LEFT JOIN translate_lots l ON l.job_id = c.job_id AND l.lot_seq = c.lot_seq"""
 
 
 async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) -> bool:
-    """Right before a model call: refresh the lease if this worker still holds it and neither the
-    lot nor its job was cancelled meanwhile (False: the call must not start)."""
+    """Right before a model call that waited for its throttle slot (the claim's cancel check is
+    stale then): refresh the lease if this worker still holds it and neither the lot nor its job
+    was cancelled meanwhile (False: the call must not start)."""
     row = await conn.fetchval(
         f"""UPDATE {WORK} w SET lease_until = now() + make_interval(secs => $3)
             WHERE w.id = $1 AND w.status = 'running' AND w.lease_owner = $2
@@ -135,123 +127,6 @@ async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) 
         lease_s,
     )
     return row is not None
-
-
-async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> bool:
-    """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, and
-    the outcome's result row only if this worker still held the row: ONE statement.
-    False: the lease was lost (nothing written). The caller then runs the lot's completion
-    check (finish.complete_if_done), which locks the lot row after this result exists."""
-    held: bool = await conn.fetchval(
-        f"""WITH f AS (
-                UPDATE {WORK} SET status = $3, lease_owner = NULL, lease_until = NULL,
-                       last_error = CASE WHEN $3 = 'done' THEN last_error ELSE coalesce($4, '') END
-                WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING 1),
-            r AS (
-                INSERT INTO translate_results (job_id, lot_seq, language, outcome, text,
-                                               error_code, model, response_id, input_tokens,
-                                               cached_tokens, output_tokens, reasoning_tokens,
-                                               cost_usd)
-                SELECT $5, $6, $7, $8, $9, $4, $10, $11, $12, $13, $14, $15, $16
-                WHERE EXISTS (SELECT 1 FROM f)
-                ON CONFLICT (job_id, lot_seq, language) DO NOTHING)
-            SELECT EXISTS (SELECT 1 FROM f)""",
-        work_id,
-        owner,
-        "done" if o.outcome == "translated" else "failed",
-        o.error_code,
-        o.job_id,
-        o.lot_seq,
-        o.language,
-        o.outcome,
-        o.text,
-        o.model,
-        o.response_id,
-        o.usage.input_tokens,
-        o.usage.cached_tokens,
-        o.usage.output_tokens,
-        o.usage.reasoning_tokens,
-        o.usage.cost_usd,
-    )
-    return held
-
-
-async def insert_result(conn: Conn, o: Outcome) -> bool:
-    row = await conn.fetchrow(
-        """INSERT INTO translate_results (job_id, lot_seq, language, outcome, text, error_code,
-                                          model, response_id, input_tokens, cached_tokens,
-                                          output_tokens, reasoning_tokens, cost_usd)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (job_id, lot_seq, language) DO NOTHING RETURNING 1""",
-        o.job_id,
-        o.lot_seq,
-        o.language,
-        o.outcome,
-        o.text,
-        o.error_code,
-        o.model,
-        o.response_id,
-        o.usage.input_tokens,
-        o.usage.cached_tokens,
-        o.usage.output_tokens,
-        o.usage.reasoning_tokens,
-        o.usage.cost_usd,
-    )
-    return row is not None
-
-
-async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
-    """Lock the lot's translate row: concurrent finishers of one lot queue here."""
-    return await conn.fetchrow(
-        "SELECT * FROM translate_lots WHERE job_id = $1 AND lot_seq = $2 FOR UPDATE",
-        job_id,
-        lot_seq,
-    )
-
-
-async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM translate_results WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
-    )
-
-
-async def mark_translated(
-    conn: Conn,
-    job_id: uuid.UUID,
-    lot_seq: int,
-    *,
-    descriptions: list[dict[str, str]],
-    pending: list[str],
-    warnings: list[str],
-    usage: TokenUsage,
-) -> None:
-    await conn.execute(
-        """WITH marked AS (UPDATE translate_lots SET translated_at = now()
-                           WHERE job_id = $1 AND lot_seq = $2),
-           lot AS (
-               UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
-                      input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
-                      output_tokens = output_tokens + $8,
-                      reasoning_tokens = reasoning_tokens + $9,
-                      cost_usd = cost_usd + $10, updated_at = now()
-               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
-               RETURNING job_id)
-           UPDATE jobs SET input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
-                  output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
-                  cost_usd = cost_usd + $10, updated_at = now()
-           FROM lot WHERE jobs.job_id = lot.job_id""",
-        job_id,
-        lot_seq,
-        descriptions,
-        pending,
-        warnings,
-        usage.input_tokens,
-        usage.cached_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.cost_usd,
-        list(FINAL_LOT_STATES),
-    )
 
 
 async def requeue_uncounted(conn: Conn, *, work_id: int, owner: str, delay_s: float) -> bool:

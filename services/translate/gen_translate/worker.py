@@ -1,75 +1,44 @@
 """Workers: claim one (lot, language), call the model, store the outcome; plus the lease reaper.
 
 A claim is committed before the call, so a slow call holds no lock. While the circuit breaker is
-open nothing is claimed (the work waits, queued). The outcome is stored only if this worker still
-holds the lease (``jobs.finish``/``jobs.fail``), so a reclaimed row is stored once. Sync lots carry
-a deadline: a language that cannot finish inside it is recorded as ``time_limit`` (never English
-text); the reaper also expires queued rows past their deadline. A 429 requeues the row without
-spending an attempt; other retryable errors spend one, ``max_attempts`` of them make it fail.
+open nothing is claimed (the work waits, queued). The claim is the call's one statement that
+checks and records: it leases the row and, in the same round trip, returns the lot's text and
+whether the lot or its job was cancelled (no call then). Only a call that then had to wait for its
+throttle slot checks again (``store.still_wanted``), as a cancel may have landed meanwhile. Sync
+lots carry a deadline: a language that cannot finish inside it is recorded as ``time_limit``
+(never English text); the reaper also expires queued rows past their deadline. What an attempt
+comes to (stored outcome or requeue) is :mod:`gen_translate.outcome`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
-from gen_common import jobs, llm, logs
+from gen_common import jobs, logs
 from gen_common.breaker import Breaker, outcome_of
 from gen_common.db import DB_TROUBLE
-from gen_common.errors import PermanentError, RateLimited, RetryableError
+from gen_common.errors import PermanentError, RetryableError
 
-from gen_translate import finish, store
+from gen_translate import finish, outcome, store
 from gen_translate.describe import Describer
+from gen_translate.results import Outcome
 from gen_translate.settings import TranslateOptions
-from gen_translate.store import WORK, Outcome
+from gen_translate.store import WORK
+from gen_translate.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
 
 class CallNotWanted(PermanentError):
-    """The lot or its job was cancelled after the claim (or the lease was lost): no call."""
+    """The lot or its job was cancelled while the call waited for its throttle slot (or the lease
+    was lost): no call."""
 
     code = "cancelled"
-
-
-class Wakeup:
-    """Wakes ONE idle worker per NOTIFY; a worker that then claims a row wakes the next one, so
-    a burst of work ramps workers up as a chain instead of every idle worker running an empty
-    claim on every notification (a thundering herd that cost ~15 empty claims per lot). A
-    generation counter means no wake-up is missed: a worker whose claim raced a notification
-    claims again at once instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.generation = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def notify(self, *_: object) -> None:
-        self.generation += 1
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    async def wait(self, seen: int, timeout_s: float) -> None:
-        if self.generation != seen:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout_s)
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +93,6 @@ async def _claim_and_translate(deps: WorkerDeps, owner: str) -> None:
     await translate_one(deps, owner, row, row if row["has_source"] else None)
 
 
-def _remaining_s(deadline: datetime | None) -> float | None:
-    if deadline is None:
-        return None
-    return (deadline - datetime.now(UTC)).total_seconds()
-
-
-def _past(deadline: datetime | None, delay_s: float) -> bool:
-    remaining = _remaining_s(deadline)
-    return remaining is not None and remaining <= delay_s
-
-
 async def translate_one(
     deps: WorkerDeps, owner: str, row: asyncpg.Record, source: asyncpg.Record | None
 ) -> None:
@@ -142,22 +100,22 @@ async def translate_one(
     job_id, lot_seq, language = row["job_id"], row["lot_seq"], row["language"]
     logs.bind_lot(job_id=job_id, lot_seq=lot_seq)  # translate_work rows hold no lot_id
     logs.bind(language=language)
-    remaining = _remaining_s(row["deadline_at"])
+    remaining = outcome.remaining_s(row["deadline_at"])
     if source is None or source["cancelled"] or (remaining is not None and remaining <= 0):
         deps.breaker.record_ignored()
         if source is None or source["cancelled"]:
             async with deps.pool.acquire() as conn:
                 await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
             return
-        await _store(deps.pool, row["id"], owner, _time_limit(row))
+        await outcome.save(deps.pool, row["id"], owner, outcome.time_limit(row))
         return
 
-    async def before_call() -> None:
+    async def after_wait() -> None:  # the claim's cancel check is stale after a throttle wait
         async with deps.pool.acquire() as conn:
             if not await store.still_wanted(
                 conn, work_id=row["id"], owner=owner, lease_s=deps.options.lease_s
             ):
-                raise CallNotWanted("lot or job cancelled before the model call")
+                raise CallNotWanted("lot or job cancelled while the call waited")
 
     started = time.monotonic()
     error: BaseException | None = None
@@ -174,7 +132,7 @@ async def translate_one(
                 # the SDK's own timeout a little later: the budget's cut-off is not an upstream
                 # failure, so it must not reach the breaker or the throttle as one
                 timeout_s=None if remaining is None else remaining + 1.0,
-                before_call=before_call,
+                after_wait=after_wait,
             )
     except CallNotWanted:
         deps.breaker.record_ignored()
@@ -186,7 +144,7 @@ async def translate_one(
         error = exc
     deps.breaker.record(outcome_of(error), time.monotonic() - started)
     if error is None:
-        outcome = Outcome(
+        result = Outcome(
             job_id,
             lot_seq,
             language,
@@ -197,60 +155,16 @@ async def translate_one(
             usage=translation.usage,
         )
     elif isinstance(error, TimeoutError):
-        outcome = _time_limit(row)  # the sync budget ran out during the call
+        result = outcome.time_limit(row)  # the sync budget ran out during the call
     elif isinstance(error, RetryableError):
-        retry_outcome = await _retry(deps, owner, row, error)
-        if retry_outcome is None:
+        retried = await outcome.retry(deps.pool, deps.options, owner, row, error)
+        if retried is None:
             return
-        outcome = retry_outcome
+        result = retried
     else:
         log.warning("translation failed permanently", extra={"error": repr(error)})
-        outcome = _failed(row, error)
-    await _store(deps.pool, row["id"], owner, outcome)
-
-
-async def _retry(
-    deps: WorkerDeps, owner: str, row: asyncpg.Record, error: RetryableError
-) -> Outcome | None:
-    """Requeue the row for a later try (None), or the outcome when retrying cannot help."""
-    opts = deps.options
-    delay = llm.retry_delay(
-        error, max(row["attempts"], 1), base_s=opts.retry_base_s, cap_s=opts.retry_max_s
-    )
-    if _past(row["deadline_at"], delay):
-        return _time_limit(row)
-    rate_limited = isinstance(error, RateLimited)
-    if not rate_limited and row["attempts"] >= opts.max_attempts:
-        log.warning("translation retries exhausted", extra={"error": repr(error)})
-        return _failed(row, error)
-    log.info("translation will be retried", extra={"error": repr(error), "delay_s": delay})
-    async with deps.pool.acquire() as conn:
-        if rate_limited:  # a rate signal, not a failure of this row: no attempt spent
-            await store.requeue_uncounted(conn, work_id=row["id"], owner=owner, delay_s=delay)
-        else:
-            await jobs.retry_later(
-                conn, WORK, job_id=row["id"], owner=owner, delay_s=delay, error=repr(error)
-            )
-    return None
-
-
-def _time_limit(row: asyncpg.Record) -> Outcome:
-    return Outcome(
-        row["job_id"], row["lot_seq"], row["language"], "time_limit", error_code=finish.TIME_LIMIT
-    )
-
-
-def _failed(row: asyncpg.Record, error: BaseException) -> Outcome:
-    code = getattr(error, "code", "error")
-    return Outcome(row["job_id"], row["lot_seq"], row["language"], "failed", error_code=code)
-
-
-async def _store(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        # the owner check and the result row in one statement (store.settle); if the lease
-        # expired another worker owns the row now and nothing was written
-        if await store.settle(conn, work_id=work_id, owner=owner, o=outcome):
-            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq)
+        result = outcome.failed(row, error)
+    await outcome.save(deps.pool, row["id"], owner, result)
 
 
 async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
@@ -260,7 +174,7 @@ async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
             async with pool.acquire() as conn, conn.transaction():
                 await jobs.reap(conn, WORK)
                 for row in await store.expire_overdue(conn):
-                    await finish.record_outcome(conn, _time_limit(row))
+                    await finish.record_outcome(conn, outcome.time_limit(row))
         except DB_TROUBLE as exc:
             log.warning("reaper pass failed", extra={"error": repr(exc)})
         await asyncio.sleep(interval_s)

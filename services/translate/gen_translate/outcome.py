@@ -1,0 +1,76 @@
+"""What one attempt at a (lot, language) comes to: a stored outcome, or the row requeued.
+
+The outcome is stored only if this worker still holds the lease (``results.settle``: the owner
+check and the result row in one statement), so a reclaimed row is stored once. A 429 requeues the
+row without spending an attempt; other retryable errors spend one, ``max_attempts`` of them make
+it fail; a retry that cannot start before a sync lot's deadline records ``time_limit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from gen_common import jobs, llm
+from gen_common.errors import RateLimited, RetryableError
+
+from gen_translate import finish, results, store
+from gen_translate.results import Outcome
+from gen_translate.settings import TranslateOptions
+
+log = logging.getLogger(__name__)
+
+
+def remaining_s(deadline: datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    return (deadline - datetime.now(UTC)).total_seconds()
+
+
+def time_limit(row: asyncpg.Record) -> Outcome:
+    return Outcome(
+        row["job_id"], row["lot_seq"], row["language"], "time_limit", error_code=finish.TIME_LIMIT
+    )
+
+
+def failed(row: asyncpg.Record, error: BaseException) -> Outcome:
+    code = getattr(error, "code", "error")
+    return Outcome(row["job_id"], row["lot_seq"], row["language"], "failed", error_code=code)
+
+
+async def retry(
+    pool: asyncpg.Pool,
+    opts: TranslateOptions,
+    owner: str,
+    row: asyncpg.Record,
+    error: RetryableError,
+) -> Outcome | None:
+    """Requeue the row for a later try (None), or the outcome when retrying cannot help."""
+    delay = llm.retry_delay(
+        error, max(row["attempts"], 1), base_s=opts.retry_base_s, cap_s=opts.retry_max_s
+    )
+    remaining = remaining_s(row["deadline_at"])
+    if remaining is not None and remaining <= delay:
+        return time_limit(row)
+    rate_limited = isinstance(error, RateLimited)
+    if not rate_limited and row["attempts"] >= opts.max_attempts:
+        log.warning("translation retries exhausted", extra={"error": repr(error)})
+        return failed(row, error)
+    log.info("translation will be retried", extra={"error": repr(error), "delay_s": delay})
+    async with pool.acquire() as conn:
+        if rate_limited:  # a rate signal, not a failure of this row: no attempt spent
+            await store.requeue_uncounted(conn, work_id=row["id"], owner=owner, delay_s=delay)
+        else:
+            await jobs.retry_later(
+                conn, store.WORK, job_id=row["id"], owner=owner, delay_s=delay, error=repr(error)
+            )
+    return None
+
+
+async def save(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        # the owner check and the result row in one statement (results.settle); if the lease
+        # expired another worker owns the row now and nothing was written
+        if await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
+            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq)

@@ -1,0 +1,133 @@
+"""SQL of a (lot, language)'s outcome and of the lot's completion: the result row (alone, or with
+the worker's owner check in one statement), the lot's row lock, its results, and the lots/jobs
+accounting written with LotTranslated (:mod:`gen_translate.finish`).
+
+Plain functions taking a connection; callers own transactions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from gen_common.db import Conn
+from gen_common.events import TokenUsage
+
+from gen_translate.store import WORK
+
+FINAL_LOT_STATES = ("completed", "failed", "cancelled")
+
+# The result row of an Outcome from parameters $1..$13 (see _result_args); a SELECT, so a
+# statement can add a WHERE to it.
+_INSERT_RESULT = """
+    INSERT INTO translate_results (job_id, lot_seq, language, outcome, text, error_code, model,
+                                   response_id, input_tokens, cached_tokens, output_tokens,
+                                   reasoning_tokens, cost_usd)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"""
+_ON_CONFLICT = "ON CONFLICT (job_id, lot_seq, language) DO NOTHING"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one (lot, language) ended: a translation, or the reason there is none."""
+
+    job_id: uuid.UUID
+    lot_seq: int
+    language: str
+    outcome: str  # 'translated' | 'time_limit' | 'failed'
+    text: str | None = None
+    error_code: str | None = None
+    model: str | None = None
+    response_id: str | None = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+def _result_args(o: Outcome) -> tuple[Any, ...]:
+    u = o.usage
+    return (
+        *(o.job_id, o.lot_seq, o.language, o.outcome, o.text, o.error_code, o.model),
+        *(o.response_id, u.input_tokens, u.cached_tokens, u.output_tokens, u.reasoning_tokens),
+        u.cost_usd,
+    )
+
+
+async def insert_result(conn: Conn, o: Outcome) -> bool:
+    row = await conn.fetchrow(f"{_INSERT_RESULT} {_ON_CONFLICT} RETURNING 1", *_result_args(o))
+    return row is not None
+
+
+async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> bool:
+    """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, and
+    the outcome's result row only if this worker still held the row: ONE statement.
+    False: the lease was lost (nothing written). The caller then runs the lot's completion
+    check (finish.complete_if_done), which locks the lot row after this result exists."""
+    held: bool = await conn.fetchval(
+        f"""WITH f AS (
+                UPDATE {WORK} SET status = $16, lease_owner = NULL, lease_until = NULL,
+                       last_error = CASE WHEN $16 = 'done' THEN last_error
+                                         ELSE coalesce($6, '') END
+                WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
+            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT})
+            SELECT EXISTS (SELECT 1 FROM f)""",
+        *_result_args(o),
+        work_id,
+        owner,
+        "done" if o.outcome == "translated" else "failed",
+    )
+    return held
+
+
+async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
+    """Lock the lot's translate row: concurrent finishers of one lot queue here."""
+    return await conn.fetchrow(
+        "SELECT * FROM translate_lots WHERE job_id = $1 AND lot_seq = $2 FOR UPDATE",
+        job_id,
+        lot_seq,
+    )
+
+
+async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM translate_results WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
+    )
+
+
+async def mark_translated(
+    conn: Conn,
+    job_id: uuid.UUID,
+    lot_seq: int,
+    *,
+    descriptions: list[dict[str, str]],
+    pending: list[str],
+    warnings: list[str],
+    usage: TokenUsage,
+) -> None:
+    await conn.execute(
+        """WITH marked AS (UPDATE translate_lots SET translated_at = now()
+                           WHERE job_id = $1 AND lot_seq = $2),
+           lot AS (
+               UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
+                      input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
+                      output_tokens = output_tokens + $8,
+                      reasoning_tokens = reasoning_tokens + $9,
+                      cost_usd = cost_usd + $10, updated_at = now()
+               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
+               RETURNING job_id)
+           UPDATE jobs SET input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
+                  output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
+                  cost_usd = cost_usd + $10, updated_at = now()
+           FROM lot WHERE jobs.job_id = lot.job_id""",
+        job_id,
+        lot_seq,
+        descriptions,
+        pending,
+        warnings,
+        usage.input_tokens,
+        usage.cached_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.cost_usd,
+        list(FINAL_LOT_STATES),
+    )
