@@ -77,6 +77,82 @@ async def test_cached_source_runs_at_most_once_per_interval() -> None:
     assert runs == 1
 
 
+@pytest.mark.pg
+async def test_work_queue_depth_counts_queued_and_running_rows(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    table = f"test_work_{unique}"
+    await pool.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, status text NOT NULL)")
+    try:
+        m = metrics.Metrics()
+        m.add_source("queue", lambda: metrics.work_queue_depth(pool, table))
+        lines = await _text(m)
+        assert f'gen_queue_depth{{queue="{table}",state="queued"}} 0.0' in lines
+        await pool.executemany(
+            f"INSERT INTO {table} (status) VALUES ($1)",
+            [("queued",), ("queued",), ("running",), ("done",), ("failed",)],
+        )
+        lines = await _text(m)
+        assert f'gen_queue_depth{{queue="{table}",state="queued"}} 2.0' in lines
+        assert f'gen_queue_depth{{queue="{table}",state="running"}} 1.0' in lines
+        assert not [line for line in lines if 'state="done"' in line]
+    finally:
+        await pool.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.pg
+async def test_work_queue_depth_refuses_a_table_name_that_is_not_an_identifier(
+    pool: asyncpg.Pool,
+) -> None:
+    with pytest.raises(ValueError, match="not a work table name"):
+        await metrics.work_queue_depth(pool, "vision_work; DROP TABLE jobs")
+
+
+CALLS = "SELECT * FROM (VALUES ('ok', 3), ('upstream', 1), (NULL, 2)) AS c(outcome, n)"
+USAGE = """SELECT * FROM (VALUES (10, 1, 5, 2, 0.25), (20, 0, 7, 0, 0.5))
+           AS u(input, cached, output, reasoning, cost)"""
+
+
+@pytest.mark.pg
+async def test_model_totals_from_a_call_log_and_a_results_table(pool: asyncpg.Pool) -> None:
+    totals = metrics.ModelTotals(
+        stage="s", calls_sql=CALLS, usage_sql=USAGE, outcomes=("ok", "refusal"), in_flight=True
+    )
+    m = metrics.Metrics()
+    m.add_source("totals", lambda: metrics.model_totals(pool, totals))
+    lines = await _text(m)
+    for line in [
+        'gen_model_calls_total{outcome="ok",stage="s"} 3.0',
+        'gen_model_calls_total{outcome="upstream",stage="s"} 1.0',
+        'gen_model_calls_total{outcome="refusal",stage="s"} 0.0',
+        'gen_model_calls_in_flight{stage="s"} 2.0',
+        'gen_model_tokens_total{kind="input",stage="s"} 30.0',
+        'gen_model_tokens_total{kind="cached",stage="s"} 1.0',
+        'gen_model_tokens_total{kind="output",stage="s"} 12.0',
+        'gen_model_tokens_total{kind="reasoning",stage="s"} 2.0',
+        'gen_model_cost_usd_total{stage="s"} 0.75',
+    ]:
+        assert line in lines
+
+
+@pytest.mark.pg
+async def test_model_totals_with_the_usage_on_the_outcome_rows(pool: asyncpg.Pool) -> None:
+    """One query (translate's shape): outcomes with their usage; no in-flight gauge."""
+    calls = """SELECT * FROM (VALUES ('translated', 2, 10, 0, 4, 0, 0.5),
+                                     ('failed', 1, 3, 0, 0, 0, 0.0))
+               AS r(outcome, n, input, cached, output, reasoning, cost)"""
+    totals = metrics.ModelTotals(stage="t", calls_sql=calls, outcomes=("time_limit",))
+    m = metrics.Metrics()
+    m.add_source("totals", lambda: metrics.model_totals(pool, totals))
+    rendered = await _text(m)
+    assert 'gen_model_calls_total{outcome="translated",stage="t"} 2.0' in rendered
+    assert 'gen_model_calls_total{outcome="failed",stage="t"} 1.0' in rendered
+    assert 'gen_model_calls_total{outcome="time_limit",stage="t"} 0.0' in rendered
+    assert not [line for line in rendered if "gen_model_calls_in_flight" in line]
+    assert 'gen_model_tokens_total{kind="input",stage="t"} 13.0' in rendered
+    assert 'gen_model_cost_usd_total{stage="t"} 0.5' in rendered
+
+
 @pytest.mark.kafka
 async def test_consumer_lag_is_end_minus_committed(kafka_settings: KafkaSettings) -> None:
     settings = kafka_settings.model_copy(update={"partitions": 2})

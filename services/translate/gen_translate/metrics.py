@@ -16,49 +16,19 @@ import asyncpg
 from gen_common import breaker_metrics, kafka, metrics
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gen_translate.settings import TranslateSettings
 
 STAGE = "translate"
 TOTALS_EVERY_S = 30.0
-TOKENS = ("input", "cached", "output", "reasoning")
-OUTCOMES = ("translated", "time_limit", "failed")
-
-
-async def queue_depth(pool: asyncpg.Pool) -> list[Metric]:
-    rows = await pool.fetch(
-        """SELECT status, count(*) AS n FROM translate_work
-           WHERE status IN ('queued', 'running') GROUP BY status"""
-    )
-    family = GaugeMetricFamily("gen_queue_depth", "Work rows by state", labels=["queue", "state"])
-    metrics.by_label(
-        family, rows, key="status", expected=("queued", "running"), fixed=["translate_work"]
-    )
-    return [family]
-
-
-async def totals(pool: asyncpg.Pool) -> list[Metric]:
-    rows = await pool.fetch(
-        """SELECT outcome, count(*) AS n, sum(input_tokens) AS input,
-                  sum(cached_tokens) AS cached, sum(output_tokens) AS output,
-                  sum(reasoning_tokens) AS reasoning, sum(cost_usd) AS cost
-           FROM translate_results GROUP BY outcome"""
-    )
-    calls = CounterMetricFamily(
-        "gen_model_calls", "Finished model calls by outcome", labels=["stage", "outcome"]
-    )
-    metrics.by_label(calls, rows, key="outcome", expected=OUTCOMES, fixed=[STAGE])
-    tokens = CounterMetricFamily(
-        "gen_model_tokens", "Tokens of stored results", labels=["stage", "kind"]
-    )
-    for kind in TOKENS:
-        tokens.add_metric([STAGE, kind], float(sum(r[kind] or 0 for r in rows)))
-    cost = CounterMetricFamily(
-        "gen_model_cost_usd", "Cost of stored results (USD)", labels=["stage"]
-    )
-    cost.add_metric([STAGE], float(sum(r["cost"] or 0 for r in rows)))
-    return [calls, tokens, cost]
+TOTALS = metrics.ModelTotals(
+    stage=STAGE,
+    calls_sql="""SELECT outcome, count(*) AS n, sum(input_tokens) AS input,
+                        sum(cached_tokens) AS cached, sum(output_tokens) AS output,
+                        sum(reasoning_tokens) AS reasoning, sum(cost_usd) AS cost
+                 FROM translate_results GROUP BY outcome""",
+    outcomes=("translated", "time_limit", "failed"),
+)
 
 
 async def serve(settings: TranslateSettings, *, pool: asyncpg.Pool, breaker: Breaker) -> None:
@@ -68,8 +38,9 @@ async def serve(settings: TranslateSettings, *, pool: asyncpg.Pool, breaker: Bre
         return
     m = metrics.Metrics()
     breaker_metrics.register(m, breaker, stage=STAGE)
-    m.add_source("queue", partial(queue_depth, pool))
-    m.add_source("totals", metrics.cached(partial(totals, pool), every_s=TOTALS_EVERY_S))
+    m.add_source("queue", partial(metrics.work_queue_depth, pool, "translate_work"))
+    totals = partial(metrics.model_totals, pool, TOTALS)
+    m.add_source("totals", metrics.cached(totals, every_s=TOTALS_EVERY_S))
     topics = [LOTS_ASSESSED, JOBS_CONTROL]
     async with kafka.open_lag_probe(settings.kafka, group=STAGE, topics=topics) as probe:
         m.add_source("consumer_lag", metrics.consumer_lag(probe))
