@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from gen_common.events import TokenUsage
-from gen_vision import assess
+from gen_vision import assess, lot_request
 from gen_vision.settings import ModelPrice
 from openai_sim.process import RunningSim
 
@@ -32,8 +32,8 @@ class CallLog:
         self.outcomes.append((call_id, outcome, response_id))
 
 
-def request(images: list[str]) -> assess.LotRequest:
-    return assess.LotRequest(
+def request(images: list[str]) -> lot_request.LotRequest:
+    return lot_request.LotRequest(
         job_id=str(uuid.uuid4()),
         lot_seq=3,
         lot_id="A-1",

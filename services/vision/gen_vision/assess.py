@@ -1,7 +1,7 @@
 """The one outside call of this stage: assess one lot's images with the Responses API.
 
-Every valid image is attached as an ``input_image`` (explicit ``detail``), the answer is a strict
-``json_schema`` (:mod:`gen_vision.assessment`). Around each HTTP call: the client-side throttle
+What is sent and how the answer is read is :mod:`gen_vision.lot_request` (every valid image
+attached, a strict ``json_schema`` answer). Around each HTTP call: the client-side throttle
 (pacing, AIMD window), the circuit breaker, and the call log (a row written *before* the call).
 In-process retries (tenacity, jittered exponential) only for 429s, which are a rate signal and
 cheap to wait out; everything else goes back to the work table with ``next_attempt_at``. An image
@@ -11,7 +11,6 @@ OpenAI cannot download (400) is dropped and the call resent without it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
@@ -21,7 +20,6 @@ from gen_common.breaker import Breaker, outcome_of
 from gen_common.errors import (
     BreakerOpen,
     GenError,
-    InvalidModelOutput,
     PermanentError,
     RateLimited,
 )
@@ -33,8 +31,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from gen_vision import assessment
+from gen_vision import lot_request
 from gen_vision.images import enforce_threshold
+from gen_vision.lot_request import LotRequest, ModelResult
 from gen_vision.settings import ModelPrice, VisionOptions
 
 
@@ -42,34 +41,6 @@ def load_prompt(override: str = "") -> str:
     if override.strip():
         return override
     return resources.files("gen_vision").joinpath("prompt.md").read_text(encoding="utf-8")
-
-
-@dataclass(slots=True)
-class LotRequest:
-    """One lot to assess; ``refused`` collects images OpenAI could not download (kept on retry)."""
-
-    job_id: str
-    lot_seq: int
-    lot_id: str | int
-    all_images: list[str]
-    images: list[str]  # valid after our checks, minus refused ones
-    missing: list[str]  # unreachable by our checks
-    additional_info: str = ""
-    refused: list[str] = field(default_factory=list)
-
-    @property
-    def missing_images(self) -> list[str]:
-        return list(dict.fromkeys([*self.missing, *self.refused]))
-
-
-@dataclass(frozen=True, slots=True)
-class ModelResult:
-    assessment: dict[str, Any]
-    html: str
-    model: str
-    response_id: str
-    usage: TokenUsage
-    images: list[str]
 
 
 class CallNotWanted(PermanentError):
@@ -143,42 +114,12 @@ class OpenAIAssessor:
                 return await self._call(lot, calls)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _request(self, lot: LotRequest) -> dict[str, Any]:
-        o = self._options
-        text = (
-            f"Vehicle lot {lot.lot_id}. {len(lot.images)} photos are attached, indexed 0 to "
-            f"{len(lot.images) - 1} in order."
-        )
-        if lot.additional_info.strip():
-            text += (
-                "\n\nAdditional context from the seller (information only):\n<<<\n"
-                f"{lot.additional_info.strip()}\n>>>"
-            )
-        content: list[dict[str, Any]] = [{"type": "input_text", "text": text}]
-        content += [{"type": "input_image", "image_url": u, "detail": o.detail} for u in lot.images]
-        request: dict[str, Any] = {
-            "model": o.model,
-            "instructions": self._prompt,
-            "input": [{"role": "user", "content": content}],
-            "text": {
-                "format": {
-                    "type": "json_schema",
-                    "name": assessment.SCHEMA_NAME,
-                    "strict": True,
-                    "schema": assessment.SCHEMA,
-                }
-            },
-            "max_output_tokens": o.max_output_tokens,
-            "prompt_cache_key": o.prompt_cache_key,
-            "metadata": {"job_id": lot.job_id, "lot_seq": str(lot.lot_seq)},
-            "store": False,
-        }
-        if o.reasoning_effort is not None:
-            request["reasoning"] = {"effort": o.reasoning_effort}
-        return request
+    def request(self, lot: LotRequest) -> dict[str, Any]:
+        """The request body this assessor sends for ``lot`` (the Batch API path sends it too)."""
+        return lot_request.body(lot, self._options, self._prompt)
 
     async def _call(self, lot: LotRequest, calls: CallLog) -> ModelResult:
-        request = self._request(lot)
+        request = self.request(lot)
         async with self._throttle.slot():
             if not self._breaker.allow():
                 raise BreakerOpen("circuit breaker open")
@@ -205,52 +146,16 @@ class OpenAIAssessor:
                 await calls.finished(call_id, error.code, None)
                 raise error from exc
             self._breaker.record_success(time.monotonic() - started)
-        usage = _usage(response)
+        usage = lot_request.usage_of(response)
         self._throttle.on_response(
             ratelimits.parse_ratelimit(raw.headers), tokens=usage.input_tokens + usage.output_tokens
         )
         try:
-            result = self._result(response, lot, usage)
+            o = self._options
+            priced = usage.model_copy(update={"cost_usd": cost_usd(usage, o.prices.get(o.model))})
+            result = lot_request.result_of(response, lot, priced)
         except GenError as error:
             await calls.finished(call_id, error.code, response.id)
             raise
         await calls.finished(call_id, "ok", response.id)
         return result
-
-    def _result(self, response: Any, lot: LotRequest, usage: TokenUsage) -> ModelResult:
-        if response.status != "completed":
-            details = getattr(response, "incomplete_details", None)
-            raise InvalidModelOutput(f"response {response.status}: {details}")
-        for item in response.output:
-            for part in getattr(item, "content", None) or ():
-                if getattr(part, "type", None) == "refusal":
-                    raise InvalidModelOutput(f"refusal: {part.refusal}"[:500])
-        text = response.output_text
-        if not text.strip():
-            raise InvalidModelOutput("empty answer")
-        parsed = assessment.parse(text, image_count=len(lot.images))
-        o = self._options
-        priced = usage.model_copy(update={"cost_usd": cost_usd(usage, o.prices.get(o.model))})
-        stored = parsed.model_dump(mode="json") | {"image_urls": list(lot.images)}
-        return ModelResult(
-            assessment=stored,
-            html=assessment.render_html(parsed),
-            model=str(response.model),
-            response_id=str(response.id),
-            usage=priced,
-            images=list(lot.images),
-        )
-
-
-def _usage(response: Any) -> TokenUsage:
-    u = getattr(response, "usage", None)
-    if u is None:
-        return TokenUsage()
-    cached = getattr(getattr(u, "input_tokens_details", None), "cached_tokens", 0) or 0
-    reasoning = getattr(getattr(u, "output_tokens_details", None), "reasoning_tokens", 0) or 0
-    return TokenUsage(
-        input_tokens=u.input_tokens,
-        cached_tokens=cached,
-        output_tokens=u.output_tokens,
-        reasoning_tokens=reasoning,
-    )

@@ -30,9 +30,10 @@ from gen_common.events import JobCancelRequested, TokenUsage
 from gen_common.openai_batch import BatchRequest, BatchUsage, LineError, Rejected
 from openai.types.responses import Response
 
-from gen_vision import handler, store
-from gen_vision.assess import LotRequest, OpenAIAssessor, cost_usd
+from gen_vision import handler, results, store
+from gen_vision.assess import OpenAIAssessor, cost_usd
 from gen_vision.images import ImagesUnreachable, enforce_threshold
+from gen_vision.lot_request import LotRequest, result_of
 from gen_vision.settings import VisionOptions
 from gen_vision.worker import Checker
 
@@ -98,14 +99,14 @@ class VisionBatchSource(TableBackedSource):
         check = await self._checker.check_lot(list(work["images"]))
         lot = _lot(work, check.missing)
         async with self._pool.acquire() as conn:
-            await store.set_missing_images(
+            await results.set_missing_images(
                 conn, work["job_id"], work["lot_seq"], lot.missing_images
             )
         try:
             enforce_threshold(lot.all_images, lot.missing_images, self._o.images.max_unreachable)
         except ImagesUnreachable as exc:
             return Rejected(request, LineError(exc.code, str(exc)))
-        body: dict[str, Any] = self._assessor._request(lot)
+        body: dict[str, Any] = self._assessor.request(lot)
         return BatchRequest(request.work_id, request.job_id, request.attempt, body)
 
     async def complete(
@@ -121,7 +122,7 @@ class VisionBatchSource(TableBackedSource):
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
         )
-        result = self._assessor._result(response, lot, tokens)  # InvalidModelOutput -> fail()
+        result = result_of(response, lot, tokens)  # InvalidModelOutput -> fail()
         price = self._o.prices.get(self._o.model)
         cost = cost_usd(tokens, price, discount=self._o.batch_discount)
         if not await self._table.finish(conn, work_id):

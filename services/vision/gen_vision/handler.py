@@ -19,7 +19,7 @@ from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted, TokenUsage
 from gen_common.events import Mode as EventMode
 
-from gen_vision import store
+from gen_vision import results, store
 from gen_vision.settings import VisionOptions
 
 
@@ -69,7 +69,7 @@ async def record_assessed(
     via_batch: bool = False,
 ) -> bool:
     """Store the result, account tokens/cost, emit LotAssessed; False if already recorded."""
-    status = await store.save_result(
+    status = await results.save_result(
         conn,
         job_id=lot.job_id,
         lot_seq=lot.lot_seq,
@@ -106,7 +106,7 @@ async def record_failed(
     conn: Conn, lot: LotRef, *, reason: str, message: str, missing_images: list[str]
 ) -> None:
     """Emit LotFailed(stage="vision"); the notifier finalises the lot and the job counters."""
-    await store.set_missing_images(conn, lot.job_id, lot.lot_seq, missing_images)
+    await results.set_missing_images(conn, lot.job_id, lot.lot_seq, missing_images)
     await outbox.add(
         conn,
         LotFailed(

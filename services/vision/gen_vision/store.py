@@ -1,17 +1,18 @@
-"""SQL of the vision stage: jobs/lots rows from events, the vision_work queue, calls, results.
+"""SQL of the vision stage's intake and work queue: jobs/lots/work rows from events, a job's
+cancel, the workers' leases and attempts, and the call log (a vision_calls row before each call).
 
-Plain functions taking a connection; callers open the transactions.
+Plain functions taking a connection; callers open the transactions. A lot's result and its
+accounting on lots and jobs are in :mod:`gen_vision.results`.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 from gen_common import tracing
 from gen_common.db import Conn
-from gen_common.events import LotSubmitted, TokenUsage
+from gen_common.events import LotSubmitted
 
 TABLE = "vision_work"
 CHANNEL = "vision_work"
@@ -189,75 +190,4 @@ async def note_attempt(
         refused,
         int(invalid_output),
         int(give_back_attempt),
-    )
-
-
-async def save_result(
-    conn: Conn,
-    *,
-    job_id: uuid.UUID,
-    lot_seq: int,
-    assessment: dict[str, Any],
-    html: str,
-    missing_images: list[str],
-    model: str,
-    response_id: str | None,
-    usage: TokenUsage,
-    via_batch: bool,
-) -> str | None:
-    """Insert the result and account it on the lot and the job, in one statement.
-
-    Returns the lot's status afterwards (``assessed``, or e.g. ``cancelled``), or None when the
-    lot already had a result (nothing was changed).
-    """
-    status: str | None = await conn.fetchval(
-        """WITH r AS (
-               INSERT INTO vision_results (job_id, lot_seq, assessment, html, missing_images,
-                                           model, response_id, via_batch, input_tokens,
-                                           cached_tokens, output_tokens, reasoning_tokens,
-                                           cost_usd)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-               ON CONFLICT (job_id, lot_seq) DO NOTHING
-               RETURNING job_id, lot_seq),
-           j AS (
-               UPDATE jobs SET input_tokens = input_tokens + $9,
-                      cached_tokens = cached_tokens + $10, output_tokens = output_tokens + $11,
-                      reasoning_tokens = reasoning_tokens + $12, cost_usd = cost_usd + $13,
-                      updated_at = now()
-               FROM r WHERE jobs.job_id = r.job_id)
-           UPDATE lots SET status = CASE WHEN lots.status IN ('pending', 'assessing')
-                                         THEN 'assessed' ELSE lots.status END,
-                  missing_images = $5, input_tokens = lots.input_tokens + $9,
-                  cached_tokens = lots.cached_tokens + $10,
-                  output_tokens = lots.output_tokens + $11,
-                  reasoning_tokens = lots.reasoning_tokens + $12,
-                  cost_usd = lots.cost_usd + $13, updated_at = now()
-           FROM r WHERE lots.job_id = r.job_id AND lots.lot_seq = r.lot_seq
-           RETURNING lots.status""",
-        job_id,
-        lot_seq,
-        assessment,
-        html,
-        missing_images,
-        model,
-        response_id,
-        via_batch,
-        usage.input_tokens,
-        usage.cached_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.cost_usd,
-    )
-    return status
-
-
-async def set_missing_images(
-    conn: Conn, job_id: uuid.UUID, lot_seq: int, missing: list[str]
-) -> None:
-    await conn.execute(
-        """UPDATE lots SET missing_images = $3, updated_at = now()
-           WHERE job_id = $1 AND lot_seq = $2""",
-        job_id,
-        lot_seq,
-        missing,
     )

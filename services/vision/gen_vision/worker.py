@@ -2,13 +2,8 @@
 
 Claims are skipped while the breaker refuses calls, so an outage leaves the work queued. The lease
 is renewed while the lot is worked on; a crash lets it expire and the reaper requeues the row.
-Outcomes are written in ONE transaction that starts with the owner check (``jobs.finish`` /
-``retry_later`` / ``fail``), so a worker that lost its lease writes nothing.
-
-Failure policy: 429 and breaker refusals requeue without using up an attempt; other retryable
-errors back off (jittered exponential, ``llm.retry_delay``) until ``max_attempts``; invalid model
-output is retried ``invalid_output_attempts`` times; unreachable images and other permanent
-errors fail the lot at once. Failed lots emit LotFailed(stage="vision").
+What a lot's attempt comes to (stored result, retry, failure, cancel) is written by
+:mod:`gen_vision.outcome`, only while this worker still holds the lease.
 """
 
 from __future__ import annotations
@@ -22,20 +17,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
-from gen_common import jobs, llm, logs
+from gen_common import jobs, logs
 from gen_common.breaker import Breaker
 from gen_common.db import DB_TROUBLE
-from gen_common.errors import (
-    BreakerOpen,
-    GenError,
-    InvalidModelOutput,
-    PermanentError,
-    RateLimited,
-)
+from gen_common.errors import GenError
 
-from gen_vision import handler, store
-from gen_vision.assess import Assessor, CallNotWanted, LotRequest, ModelResult
-from gen_vision.images import ImageCheck, ImagesUnreachable, enforce_threshold
+from gen_vision import outcome, store
+from gen_vision.assess import Assessor, CallNotWanted
+from gen_vision.images import ImageCheck, enforce_threshold
+from gen_vision.lot_request import LotRequest
 from gen_vision.settings import VisionOptions
 
 log = logging.getLogger(__name__)
@@ -139,9 +129,9 @@ async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
         calls = _Calls(deps, work, owner)
         result = await deps.assessor.assess(lot, calls)
     except GenError as error:
-        await _failed(deps, work, owner, error, lot)
+        await outcome.failed(deps.pool, deps.options, deps.breaker, work, owner, error, lot)
     else:
-        await _succeeded(deps, work, owner, lot, result, calls.ok)
+        await outcome.succeeded(deps.pool, work, owner, lot, result, calls.ok, deps.simulated)
     finally:
         renewer.cancel()
         await asyncio.wait([renewer])  # unlike awaiting it, never swallows our own cancel
@@ -163,106 +153,6 @@ async def _prepare(deps: Deps, work: asyncpg.Record) -> LotRequest:
     )
     enforce_threshold(urls, lot.missing_images, deps.options.images.max_unreachable)
     return lot
-
-
-async def _succeeded(
-    deps: Deps,
-    work: asyncpg.Record,
-    owner: str,
-    lot: LotRequest,
-    result: ModelResult,
-    call: tuple[int, str | None] | None = None,
-) -> None:
-    async with deps.pool.acquire() as conn, conn.transaction():
-        if not await store.finish_work(conn, work_id=work["id"], owner=owner, call=call):
-            log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
-            return
-        await handler.record_assessed(
-            conn,
-            handler.LotRef.of(work),
-            assessment={**result.assessment, "simulated": True}
-            if deps.simulated
-            else result.assessment,
-            html=result.html,
-            missing_images=lot.missing_images,
-            model=result.model,
-            response_id=result.response_id,
-            usage=result.usage,
-        )
-
-
-def _missing(work: asyncpg.Record, error: GenError, lot: LotRequest | None) -> list[str]:
-    if isinstance(error, ImagesUnreachable):
-        return error.missing
-    return lot.missing_images if lot is not None else []
-
-
-def _failure_reason(
-    error: GenError, work: asyncpg.Record, o: VisionOptions, *, free: bool
-) -> str | None:
-    """The LotFailed reason, or None when the lot should be tried again."""
-    if isinstance(error, ImagesUnreachable | llm.ImageDownloadFailed):
-        return "image_unreachable"
-    if isinstance(error, InvalidModelOutput):
-        used = work["invalid_outputs"] + 1 >= o.invalid_output_attempts
-        return "invalid_model_output" if used or work["attempts"] >= o.max_attempts else None
-    if isinstance(error, PermanentError):
-        return error.code
-    if free or work["attempts"] < o.max_attempts:
-        return None
-    return error.code
-
-
-async def _failed(
-    deps: Deps, work: asyncpg.Record, owner: str, error: GenError, lot: LotRequest | None
-) -> None:
-    o = deps.options
-    attempts: int = work["attempts"]
-    refused = lot.refused if lot is not None else list(work["refused_images"])
-    free = isinstance(error, BreakerOpen) or (
-        isinstance(error, RateLimited) and not isinstance(error, llm.QuotaExhausted)
-    )
-    invalid = isinstance(error, InvalidModelOutput)
-    reason = _failure_reason(error, work, o, free=free)
-    async with deps.pool.acquire() as conn, conn.transaction():
-        if isinstance(error, CallNotWanted):
-            if await store.cancel_running(conn, work_id=work["id"], owner=owner):
-                log.info("lot cancelled before its model call", extra={"work": work["id"]})
-            return
-        if reason is not None:
-            if not await jobs.fail(
-                conn, store.TABLE, job_id=work["id"], owner=owner, error=str(error)
-            ):
-                return
-            await handler.record_failed(
-                conn,
-                handler.LotRef.of(work),
-                reason=reason,
-                message=str(error),
-                missing_images=_missing(work, error, lot),
-            )
-            log.info("lot failed", extra={"work": work["id"], "reason": reason})
-            return
-        delay = (
-            0.5
-            if invalid
-            else llm.retry_delay(
-                error, attempts, base_s=o.retry_base_s, cap_s=o.retry_max_s, quota_s=o.quota_retry_s
-            )
-        )
-        if isinstance(error, BreakerOpen):
-            delay = max(deps.breaker.open_for(), 0.5)
-        if not await jobs.retry_later(
-            conn, store.TABLE, job_id=work["id"], owner=owner, delay_s=delay, error=str(error)
-        ):
-            return
-        await store.note_attempt(
-            conn,
-            work_id=work["id"],
-            refused=refused,
-            invalid_output=invalid,
-            give_back_attempt=free,
-        )
 
 
 async def reaper(pool: asyncpg.Pool, options: VisionOptions) -> None:
