@@ -9,32 +9,19 @@ so the model call fails for it; ``/missing/...`` and anything else answer 404. H
 from __future__ import annotations
 
 import collections
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from tests.harness.loopback_server import LoopbackServer, QuietHandler
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 2000 + b"\xff\xd9"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client killed mid-request (the fault tests do that) resets its connection: not news.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class ImageHost:
+class ImageHost(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.hits: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base(self) -> str:
@@ -49,15 +36,10 @@ class ImageHost:
     def broken(self, name: str) -> str:
         return f"{self.base}/broken/{name}.jpg"
 
-    def start(self) -> ImageHost:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         host = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                return
-
+        class Handler(QuietHandler):
             def _answer(self, with_body: bool) -> None:
                 path = self.path.split("?", 1)[0]
                 with host._lock:
@@ -79,26 +61,4 @@ class ImageHost:
             def do_HEAD(self) -> None:
                 self._answer(False)
 
-        server = _Server((self.host, self.port), Handler)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> ImageHost:
-        return self.start()
-
-    def __exit__(self, *_: Any) -> None:
-        self.stop()
+        return Handler

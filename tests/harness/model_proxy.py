@@ -21,9 +21,11 @@ import collections
 import http.client
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.harness.loopback_server import LoopbackServer, QuietHandler
 
 INVALID_JSON = "[[invalid-json]]"
 MISSING_FIELDS = "[[missing-fields]]"
@@ -37,11 +39,6 @@ _HOP = {
     "accept-encoding",
     "keep-alive",
 }
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
 
 
 def spoil(marker: str, body: dict[str, Any]) -> bytes:
@@ -62,31 +59,23 @@ def spoil(marker: str, body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
 
 
-class ModelProxy:
+class ModelProxy(LoopbackServer):
     def __init__(self, upstream_base_url: str, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         parts = urlsplit(upstream_base_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.prefix = parts.path.rstrip("/")  # "/v1"
-        self.host = host
-        self.port = 0
         self.rewritten: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}{self.prefix}"
 
-    def start(self) -> ModelProxy:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                return
-
+        class Handler(QuietHandler):
             def _forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -114,26 +103,4 @@ class ModelProxy:
 
             do_GET = do_POST = do_DELETE = _forward
 
-        server = _Server((self.host, self.port), Handler)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> ModelProxy:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        return Handler

@@ -24,34 +24,18 @@ import hmac
 import json
 import socket
 import ssl
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 
 from gen_common.signing import sign_lots, webhook_secret_bytes
 from standardwebhooks.webhooks import Webhook
 
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024
-    daemon_threads = True
-    tls: ssl.SSLContext | None = None
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client killed mid-request (the fault tests do that) resets its connection: not news.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, addr = super().get_request()
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True)
-        return sock, addr
+from tests.harness.loopback_server import LoopbackServer, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -140,7 +124,7 @@ def check(
     return x_sig, body_sig, standard
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     def __init__(
         self,
         keys: Sequence[str],
@@ -149,6 +133,7 @@ class Receiver:
         host: str = "127.0.0.1",
         tls: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__(host, port, tls)
         self.keys = list(keys)
         self.respond: Respond = respond or always(200)
         self.received: list[Received] = []
@@ -158,11 +143,6 @@ class Receiver:
         self._lock = threading.Lock()
         self._conns: set[Any] = set()
         self.down = False
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = port
-        self.host = host
-        self.tls = tls
         self.path = f"/hook/{uuid.uuid4().hex[:12]}"
 
     @property
@@ -174,16 +154,14 @@ class Receiver:
         rows are keyed by URL and outlive a test, so a reused port must not inherit state)."""
         return f"{self.url}{path or self.path}"
 
-    def start(self) -> Receiver:
-        receiver = self
+    def start(self) -> Self:
         self.down = False
+        return super().start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
 
-            def log_message(self, *_: object) -> None:
-                return
-
+        class Handler(QuietHandler):
             def setup(self) -> None:
                 super().setup()
                 with receiver._lock:
@@ -223,16 +201,7 @@ class Receiver:
                 except OSError:
                     self.close_connection = True
 
-        server = _Server((self.host, self.port), Handler)
-        server.tls = self.tls
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
+        return Handler
 
     def stop(self) -> None:
         """Go down: stop listening and cut every open (keep-alive) connection."""
@@ -242,16 +211,7 @@ class Receiver:
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> Receiver:
-        return self.start()
+        super().stop()
 
     def __exit__(self, *_: object) -> None:
         self.hold.set()
