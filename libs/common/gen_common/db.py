@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 from gen_common.errors import InfrastructureError
 from gen_common.settings import DbSettings
+
+log = logging.getLogger(__name__)
 
 Pool: TypeAlias = asyncpg.Pool
 # What handlers and stores receive: a plain connection or one acquired from the pool.
@@ -46,6 +51,86 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release hook for pools whose users keep no session state (see ``open_pool``)."""
 
 
+# A cleanup that fails must not replace the exception that caused it. asyncpg lets both of its
+# context managers do so: a failed ROLLBACK (``conn.transaction()``) or a failed release reset
+# (``pool.acquire()``) raises a connection error out of ``__aexit__`` in place of the block's own
+# exception, a task's CancelledError included. A loop that then catches DB_TROUBLE swallows
+# its own cancellation and runs on (faults D3: vision's lease renewer, cancelled while the fault
+# proxy reset its connection, kept renewing forever and its worker waited for it forever).
+if TYPE_CHECKING:
+    _PoolBase = asyncpg.Pool[asyncpg.Record]
+    _ConnectionBase = asyncpg.Connection[asyncpg.Record]
+else:
+    _PoolBase, _ConnectionBase = asyncpg.Pool, asyncpg.Connection
+
+
+class _Transaction(Transaction):
+    """asyncpg's transaction block; a ROLLBACK that fails terminates the connection (so the
+    server rolls back) and the block's own exception goes on. A failed COMMIT still raises."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, extype: object, ex: object, tb: object) -> None:
+        try:
+            await super().__aexit__(extype, ex, tb)
+        except Exception as failure:
+            if extype is None:
+                raise
+            log.info("rollback failed; connection terminated", extra={"error": repr(failure)})
+            self._connection.terminate()  # type: ignore[attr-defined]
+
+
+class _Connection(_ConnectionBase):
+    __slots__ = ()
+
+    def transaction(
+        self,
+        *,
+        isolation: Any = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+    ) -> Transaction:
+        self._check_open()  # type: ignore[attr-defined]
+        return _Transaction(self, isolation, readonly, deferrable)
+
+
+class _Pool(_PoolBase):
+    """asyncpg's pool with bounds: ``acquire`` waits at most ``acquire_timeout`` (then
+    TimeoutError, one of DB_TROUBLE); ``release`` resets the connection within
+    ``release_timeout``, and a reset that fails or runs out terminates the connection (asyncpg
+    does that) and is logged, never raised: the caller's work is done, and its exception (or
+    cancellation) is the one that goes on."""
+
+    __slots__ = ("_acquire_timeout", "_release_timeout")
+    _acquire_timeout: float | None
+    _release_timeout: float
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext[asyncpg.Record]:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+    async def release(
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's signature
+    ) -> None:
+        budget = self._release_timeout if timeout is None else timeout
+        # Our own shield around asyncpg's: if the caller is cancelled meanwhile, the release still
+        # finishes, and its failure is still logged (not "Task exception was never retrieved").
+        released = asyncio.ensure_future(super().release(connection, timeout=budget))
+        released.add_done_callback(_note_failed_release)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(released)
+
+
+def _note_failed_release(released: asyncio.Future[None]) -> None:
+    if not released.cancelled() and (failure := released.exception()) is not None:
+        log.warning(
+            "connection reset on release failed; connection terminated",
+            extra={"error": repr(failure)},
+        )
+
+
 @asynccontextmanager
 async def open_pool(
     settings: DbSettings,
@@ -53,24 +138,39 @@ async def open_pool(
     wait_s: float = 30.0,
     reset_on_release: bool = True,
     close_timeout_s: float = 10.0,
+    acquire_timeout_s: float | None = 60.0,
+    release_timeout_s: float | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
     """Open the pool, retrying the first connection for up to ``wait_s`` seconds.
 
     ``reset_on_release=False`` skips asyncpg's per-release ``RESET ALL; UNLISTEN *; ...`` round
     trip; only for services that keep no session state (no SET, LISTEN, advisory locks or
     cursors outside transactions). asyncpg still rolls back a transaction left open.
+
+    Every wait is bounded: a statement by ``command_timeout_s``; ``pool.acquire()`` by
+    ``acquire_timeout_s`` (TimeoutError, one of DB_TROUBLE); the reset on release by
+    ``release_timeout_s`` (default ``command_timeout_s``), after which the connection is
+    terminated. A failed release or ROLLBACK never replaces the block's exception (see _Pool).
     """
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
-            pool = await asyncpg.create_pool(
+            pool = _Pool(
                 settings.url.get_secret_value(),
                 min_size=settings.pool_min,
                 max_size=settings.pool_max,
+                max_queries=50_000,  # asyncpg.create_pool's defaults
+                max_inactive_connection_lifetime=300.0,
+                loop=None,
+                connection_class=_Connection,
+                record_class=asyncpg.Record,
                 command_timeout=settings.command_timeout_s,
                 init=_init_connection,
                 reset=None if reset_on_release else _keep_session,
             )
+            pool._acquire_timeout = acquire_timeout_s
+            pool._release_timeout = release_timeout_s or settings.command_timeout_s
+            await pool
             break
         except (OSError, asyncpg.CannotConnectNowError) as exc:
             if asyncio.get_running_loop().time() > deadline:
