@@ -7,9 +7,11 @@ address that passed the check (https://www.python-httpx.org/advanced/extensions/
 resolves the name itself, which closes the DNS-rebinding window. Redirects are never followed and
 no proxy or other setting is read from the environment.
 
-httpcore pools connections by ``(scheme, ip, port)``; an https connection verified for one host
-name must not carry another host's request, so https traffic gets one pool per host name
-(bounded LRU of idle pools); plain http shares one pool.
+The transport is :class:`gen_common.http1.Http1Transport` (keep-alive HTTP/1.1 on asyncio
+streams, O(1) per request; ``limits.max_keepalive_connections`` caps its idle connections per
+address, and callers bound concurrency themselves). An https connection verified for one host name
+must not carry another host's request, so https traffic gets one client per host name (bounded LRU
+of idle clients); plain http shares one. ``transport_factory`` swaps the transport (tests).
 """
 
 from __future__ import annotations
@@ -24,9 +26,22 @@ from typing import Self
 
 import httpx
 
+from gen_common.http1 import Http1Transport
 from gen_common.ssrf import CheckedTarget, Resolver, SsrfSettings, resolve_checked
 
 DEFAULT_READ_LIMIT = 1024 * 1024
+
+
+def _tls_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext | None:
+    """None: the default context (certificates verified), built on first https use."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify:
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +99,8 @@ class SafeClient:
         transport = (
             self._transport_factory()
             if self._transport_factory
-            else httpx.AsyncHTTPTransport(
-                verify=self._verify, trust_env=False, limits=self._limits, retries=0
+            else Http1Transport(
+                tls=_tls_context(self._verify), max_idle=self._limits.max_keepalive_connections or 0
             )
         )
         return httpx.AsyncClient(

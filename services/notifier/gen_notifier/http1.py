@@ -11,23 +11,22 @@ cap (a longer body closes the connection instead of being drained).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gen_common.http1 import (
+    MAX_HEAD,
+    ProtocolError,
+    StaleConnection,
+    body_chunks,
+    close,
+    keeps_alive,
+    read_head,
+)
 from gen_common.ssrf import CheckedTarget, Resolver, SsrfSettings, resolve_checked
 
-MAX_HEAD = 64 * 1024
 Key = tuple[str, str, str, int]
-
-
-class ProtocolError(Exception):
-    """The receiver's answer is not valid HTTP/1.1."""
-
-
-class StaleConnection(Exception):
-    """A kept-alive connection was closed by the receiver before any answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +109,12 @@ class PinnedClient:
             conn.writer.write(head + body)
             await conn.writer.drain()
             try:
-                status, headers = await _read_head(conn.reader)
+                status, _, fields = await read_head(conn.reader)
             except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
                 raise StaleConnection() from exc
-            data, complete = await _read_body(conn.reader, headers, read_limit)
-            reuse = complete and headers.get("connection", "").lower() != "close"
+            headers = dict(fields)
+            data, complete = await _read_capped(conn.reader, headers, read_limit)
+            reuse = complete and keeps_alive(headers)
             return Answer(status, headers, data, truncated=not complete)
         finally:
             if reuse and len(self._idle.get(key, ())) < self._max_idle:
@@ -133,72 +133,19 @@ def _head(target: CheckedTarget, headers: Mapping[str, str], length: int) -> byt
     return "\r\n".join(lines).encode("latin-1")
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    while True:
-        try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise ProtocolError("response head too large") from exc
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise ProtocolError(f"bad status line {lines[0][:100]!r}")
-        status = int(parts[1])
-        if 100 <= status < 200:
-            continue  # interim answers (100 Continue) precede the real one
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise ProtocolError("malformed header line")
-                headers[name.strip().lower()] = value.strip()
-        return status, headers
-
-
-async def _read_body(
+async def _read_capped(
     reader: asyncio.StreamReader, headers: dict[str, str], limit: int
 ) -> tuple[bytes, bool]:
     """The body up to ``limit`` bytes; ``complete`` False means the connection must close."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        data = bytearray()
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError as exc:
-                raise ProtocolError("bad chunk size") from exc
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass  # trailer fields, ignored
-                return bytes(data), True
-            if len(data) + size > limit:
-                data += await _read_up_to(reader, limit - len(data))
-                return bytes(data), False
-            data += await reader.readexactly(size)
-            await reader.readexactly(2)
-    if "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError as exc:
-            raise ProtocolError("bad content-length") from exc
-        if length > limit:
-            return await _read_up_to(reader, limit), False
-        return await reader.readexactly(length), True
-    return await _read_up_to(reader, limit), False  # delimited by close: keep the cap, close
-
-
-async def _read_up_to(reader: asyncio.StreamReader, n: int) -> bytes:
     data = bytearray()
-    while len(data) < n:
-        chunk = await reader.read(n - len(data))
-        if not chunk:
-            break
+    async for chunk in body_chunks(reader, headers):
         data += chunk
-    return bytes(data)
+        if len(data) > limit:
+            return bytes(data[:limit]), False
+    return bytes(data), "content-length" in headers or "chunked" in headers.get(
+        "transfer-encoding", ""
+    )
 
 
 async def _close(conn: _Conn) -> None:
-    conn.writer.close()
-    with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
-        await conn.writer.wait_closed()
+    await close(conn.writer)

@@ -1,0 +1,269 @@
+"""HTTP/1.1 on asyncio streams: the wire format, and an httpx transport built on it.
+
+Why not httpcore: its connection pool costs O(connections) work per request
+(``_assign_requests_to_connections``); with 64 image checks in flight it was 40 % of vision's
+CPU, and it capped the notifier at ~170 deliveries/s. Our outside calls need little of HTTP: one
+request per connection at a time, keep-alive, no redirects (callers follow them by hand, each hop
+SSRF-checked), no proxies, no HTTP/2. :class:`Http1Transport` gives exactly that to an
+``httpx.AsyncClient``; idle connections are kept per (scheme, TLS name, address, port), so taking
+one is O(1).
+
+The transport dials the URL's host as given: callers that must connect only to a checked address
+(:mod:`gen_common.safe_http`) put the checked IP in the URL and the TLS name in the request's
+``sni_hostname`` extension, as they would for httpx's own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import httpx
+
+MAX_HEAD = 64 * 1024
+READ_CHUNK = 64 * 1024
+NO_BODY_STATUS = frozenset({204, 304})
+
+
+class ProtocolError(Exception):
+    """The peer's answer is not valid HTTP/1.1."""
+
+
+class StaleConnection(Exception):
+    """A kept-alive connection was closed by the peer before any answer."""
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[str, str]]]:
+    """Status, reason and header fields (names lower-cased) of the next final answer."""
+    while True:
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError as exc:
+            raise ProtocolError("response head too large") from exc
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"bad status line {lines[0][:100]!r}")
+        status = int(parts[1])
+        if 100 <= status < 200:
+            continue  # interim answers (100 Continue) precede the real one
+        fields: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise ProtocolError("malformed header line")
+                fields.append((name.strip().lower(), value.strip()))
+        return status, parts[2] if len(parts) > 2 else "", fields
+
+
+async def body_chunks(
+    reader: asyncio.StreamReader, headers: dict[str, str]
+) -> AsyncGenerator[bytes, None]:
+    """The body's bytes as they arrive: chunked, Content-Length, or delimited by close."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError as exc:
+                raise ProtocolError("bad chunk size") from exc
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailer fields, ignored
+                return
+            while size:
+                chunk = await reader.read(min(size, READ_CHUNK))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", size)
+                size -= len(chunk)
+                yield chunk
+            await reader.readexactly(2)
+        return
+    if "content-length" in headers:
+        try:
+            left = int(headers["content-length"])
+        except ValueError as exc:
+            raise ProtocolError("bad content-length") from exc
+        while left > 0:
+            chunk = await reader.read(min(left, READ_CHUNK))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", left)
+            left -= len(chunk)
+            yield chunk
+        return
+    while chunk := await reader.read(READ_CHUNK):
+        yield chunk
+
+
+def keeps_alive(headers: dict[str, str]) -> bool:
+    """Whether the connection may carry another request once this body was read in full."""
+    framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
+    return framed and headers.get("connection", "").lower() != "close"
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
+        await writer.wait_closed()
+
+
+Key = tuple[str, str, str, int]
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read straight from the connection; the connection goes back to the idle
+    set once the body was read in full, and is closed if the reader stops early."""
+
+    def __init__(
+        self,
+        transport: Http1Transport,
+        key: Key,
+        stream: Stream,
+        headers: dict[str, str],
+        *,
+        empty: bool,
+        read_timeout: float | None,
+    ) -> None:
+        self._transport, self._key, self._stream = transport, key, stream
+        self._headers, self._empty, self._timeout = headers, empty, read_timeout
+        self._complete = empty
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._empty:
+            return
+        chunks = body_chunks(self._stream[0], self._headers)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                yield chunk
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out reading the body") from exc
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise httpx.ReadError(f"body read failed: {exc!r}") from exc
+        except ProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+        finally:
+            await chunks.aclose()
+        self._complete = True
+
+    async def aclose(self) -> None:
+        if self._complete and keeps_alive(self._headers):
+            self._transport.give_back(self._key, self._stream)
+        else:
+            await close(self._stream[1])
+
+
+class Http1Transport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 with keep-alive; at most ``max_idle`` idle connections per key."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None, max_idle: int = 64) -> None:
+        self._tls = tls
+        self._max_idle = max_idle
+        self._idle: dict[Key, list[Stream]] = {}
+
+    def give_back(self, key: Key, stream: Stream) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < self._max_idle:
+            idle.append(stream)
+        else:
+            stream[1].close()
+
+    async def aclose(self) -> None:
+        streams = [s for idle in self._idle.values() for s in idle]
+        self._idle.clear()
+        for _, writer in streams:
+            await close(writer)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        sni = request.extensions.get("sni_hostname")
+        key = (url.scheme, sni or url.host, url.host, url.port or _default_port(url.scheme))
+        timeouts = request.extensions.get("timeout", {})
+        head = _request_head(request, await request.aread())
+        while idle := self._idle.get(key):
+            with contextlib.suppress(StaleConnection):
+                return await self._exchange(key, idle.pop(), request, head, timeouts)
+        stream = await self._connect(key, timeouts.get("connect"))
+        try:
+            return await self._exchange(key, stream, request, head, timeouts)
+        except StaleConnection as exc:
+            raise httpx.RemoteProtocolError("connection closed without an answer") from exc
+
+    async def _connect(self, key: Key, connect_s: float | None) -> Stream:
+        scheme, name, host, port = key
+        tls = None
+        if scheme == "https":
+            tls = self._tls = self._tls or ssl.create_default_context()  # loading CAs is slow
+        try:
+            async with asyncio.timeout(connect_s):
+                return await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=name if tls else None, limit=MAX_HEAD
+                )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connect to {host}:{port} timed out") from exc
+        except OSError as exc:  # refused, unreachable, TLS verification failed
+            raise httpx.ConnectError(f"connect to {host}:{port} failed: {exc}") from exc
+
+    async def _exchange(
+        self,
+        key: Key,
+        stream: Stream,
+        request: httpx.Request,
+        head: bytes,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        reader, writer = stream
+        answered = False
+        try:
+            writer.write(head)
+            async with asyncio.timeout(timeouts.get("write")):
+                await writer.drain()
+            try:
+                async with asyncio.timeout(timeouts.get("read")):
+                    status, reason, fields = await read_head(reader)
+            except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+                raise StaleConnection() from exc
+            answered = True
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out waiting for the answer") from exc
+        except ProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise httpx.ReadError(f"exchange failed: {exc!r}") from exc
+        finally:
+            if not answered:  # any failure, a cancel included: the connection is unusable
+                writer.close()
+        headers = dict(fields)
+        empty = request.method == "HEAD" or status in NO_BODY_STATUS
+        body = _Body(self, key, stream, headers, empty=empty, read_timeout=timeouts.get("read"))
+        return httpx.Response(
+            status,
+            headers=fields,
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason.encode("latin-1")},
+        )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _request_head(request: httpx.Request, body: bytes) -> bytes:
+    target = request.url.raw_path.decode("ascii") or "/"
+    lines = [f"{request.method} {target} HTTP/1.1"]
+    lines += [
+        f"{k.decode('latin-1')}: {v.decode('latin-1')}"
+        for k, v in request.headers.raw
+        if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    if body or request.method not in ("GET", "HEAD"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
