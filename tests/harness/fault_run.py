@@ -8,6 +8,9 @@
 - :class:`LeaseWatch` samples, straight from PostgreSQL, work rows still ``running`` after their
   lease ran out (vision, translate, webhook deliveries) — the "lease expired" figure of D2.
 - :func:`reaped` sums what the reapers logged they requeued.
+- :func:`db_fault_run` is the whole setup of the PostgreSQL fault tests D2 and D3: a
+  :class:`~tests.harness.fault_proxy.FaultProxy` in front of PostgreSQL for every service, the
+  system, one job in flight (some lots done); :meth:`DbFaultRun.verdict` gathers what they check.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from tests.harness import checker
+from tests.harness.fault_proxy import FaultProxy
 from tests.harness.processes import eventually
-from tests.harness.system import System
+from tests.harness.system import System, open_system
 
 FINAL_JOB = ("completed", "failed", "cancelled")
 # aiokafka logs this at ERROR while a fresh broker is still creating __consumer_offsets (the
@@ -271,3 +278,108 @@ def reaped(system: System) -> dict[str, int]:
 def message(line: dict[str, Any]) -> str:
     """The message of one JSON log line (``msg``; ``message`` in older formats)."""
     return str(line.get("msg", line.get("message", "")))
+
+
+def db_cleanups(system: System) -> dict[str, int]:
+    """Connections gen_common.db terminated because their release reset or ROLLBACK failed."""
+    found = {"release": 0, "rollback": 0}
+    for name in ("ingest", "status", "vision", "translate", "notifier"):
+        for line in system.log_lines(name):
+            text = message(line)
+            if text == "connection reset on release failed; connection terminated":
+                found["release"] += 1
+            elif text == "rollback failed; connection terminated":
+                found["rollback"] += 1
+    return found
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a whole-system fault run ended with; :meth:`assert_clean` is the common pass bar."""
+
+    status: str
+    alive: dict[str, bool]
+    violations: list[str]  # I1-I7 (tests.harness.checker) still broken after settling
+    partial: list[str]  # :func:`partial_state`
+    errors: list[str]  # I9: error log lines
+
+    def assert_clean(self) -> None:
+        assert all(self.alive.values()), f"a process exited: {self.alive}"
+        assert self.status == "completed", self.status
+        assert not self.violations, self.violations
+        assert not self.partial, self.partial
+        assert not self.errors, self.errors[:5]
+
+
+@dataclass
+class DbFaultRun:
+    """One job in flight through a system whose every PostgreSQL connection passes ``proxy``;
+    ``pool`` is the test's own direct pool, for the checks."""
+
+    proxy: FaultProxy
+    system: System
+    http: httpx.AsyncClient
+    pool: asyncpg.Pool
+    job: Submitted
+    at_start: dict[str, int]
+
+    async def counts(self) -> dict[str, int]:
+        return await lot_counts(self.pool, self.job.job_id)
+
+    async def wait_final(self, timeout: float) -> str:
+        return await wait_final(
+            self.system, self.http, self.job.job_id, timeout=timeout, pool=self.pool
+        )
+
+    async def verdict(self, status: str, *, in_flight: int, allowed: tuple[str, ...]) -> Verdict:
+        """Once the job is final: processes alive, I1-I7 settled (``in_flight``: model calls
+        the fault may legitimately repeat), no partial state, no error logged."""
+        job = self.job
+        expect = checker.Expect(
+            job.job_id,
+            job.non_en,
+            hook_path=job.hook,
+            completion_path=job.done,
+            in_flight=in_flight,
+        )
+        return Verdict(
+            status=status,
+            alive=self.system.alive(),
+            violations=await checker.settle(self.pool, self.system, expect, timeout=60),
+            partial=await partial_state(self.pool, job, self.system.kafka.topic_prefix),
+            errors=checker.log_errors(self.system, allowed=allowed),
+        )
+
+
+@asynccontextmanager
+async def db_fault_run(
+    *,
+    migrated: str,
+    bootstrap: str,
+    pool: asyncpg.Pool,
+    root: Path,
+    seed: int,
+    lots: int,
+    vision_ms: int,
+) -> AsyncIterator[DbFaultRun]:
+    """The system behind a fault proxy (toggles off), a job of ``lots`` lots in en, ru, de
+    submitted (each vision call takes ``vision_ms``), entered once some lot completed."""
+    sim = {"latency": {"kinds": {"vision": {"dist": "fixed", "ms": vision_ms}}}}
+    with FaultProxy.for_url(migrated, seed=seed) as proxy:
+        async with (
+            open_system(
+                db_url=proxy.url(migrated), bootstrap=bootstrap, root=root, sim_config=sim
+            ) as system,
+            httpx.AsyncClient(timeout=120) as http,
+        ):
+            job = await submit(system, http, lots, languages=["en", "ru", "de"])
+
+            async def some_done() -> bool:
+                return (await lot_counts(pool, job.job_id)).get("completed", 0) > 0
+
+            await eventually(some_done, timeout=90, interval=0.2)
+            at_start = await lot_counts(pool, job.job_id)
+            try:
+                yield DbFaultRun(proxy, system, http, pool, job, at_start)
+            finally:
+                proxy.clear()

@@ -124,8 +124,11 @@ class _Pool(_PoolBase):
 
 
 def _note_failed_release(released: asyncio.Future[None]) -> None:
+    """A lost connection's failed reset is routine (INFO: its loss shows in the caller's own
+    errors); a reset that ran out of time is news (WARNING)."""
     if not released.cancelled() and (failure := released.exception()) is not None:
-        log.warning(
+        log.log(
+            logging.WARNING if isinstance(failure, TimeoutError) else logging.INFO,
             "connection reset on release failed; connection terminated",
             extra={"error": repr(failure)},
         )
