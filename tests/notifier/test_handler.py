@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from gen_common import job_usage
 from gen_common.events import Description, JobCancelRequested, LotFailed, LotTranslated
 from gen_common.signing import sign_lots
 from gen_notifier import handler
@@ -182,3 +183,31 @@ async def test_last_lots_finishing_concurrently_flush_everything(
             "SELECT count(*) FROM notifier_chunk_lots WHERE job_id = $1", job_id
         )
         assert left == 0
+
+
+async def _append_usage(pool: asyncpg.Pool, job_id: uuid.UUID, n: int) -> None:
+    await pool.executemany(job_usage.APPEND + " VALUES ($1, 100, 0, 10, 0, 0.25)", [(job_id,)] * n)
+
+
+async def test_finishing_or_cancelling_a_job_folds_its_usage(
+    pool: asyncpg.Pool, clock: ManualClock
+) -> None:
+    """What the stages appended to job_usage is in the job's totals when it ends, without
+    waiting for the periodic fold (which this test does not run)."""
+    done_id = await make_job(pool, total=2)
+    await _append_usage(pool, done_id, 3)
+    await feed(pool, options(), clock, translated(done_id, 0))
+    assert (await job_row(pool, done_id))["input_tokens"] == 0  # not finished: not folded yet
+    await feed(pool, options(), clock, failed(done_id, 1))
+    job = await job_row(pool, done_id)
+    assert (job["status"], job["input_tokens"], float(job["cost_usd"])) == ("completed", 300, 0.75)
+
+    cancelled_id = await make_job(pool, total=2)
+    await _append_usage(pool, cancelled_id, 2)
+    await feed(pool, options(), clock, JobCancelRequested(job_id=cancelled_id))
+    job = await job_row(pool, cancelled_id)
+    assert (job["status"], job["output_tokens"]) == ("cancelled", 20)
+    left = await pool.fetchval(
+        "SELECT count(*) FROM job_usage WHERE job_id = ANY($1::uuid[])", [done_id, cancelled_id]
+    )
+    assert left == 0

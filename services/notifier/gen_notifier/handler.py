@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import asyncpg
+from gen_common import job_usage
 from gen_common.db import Conn
 from gen_common.errors import RetryableError
 from gen_common.events import JobCancelRequested, LotFailed, LotTranslated
@@ -88,6 +89,8 @@ async def _after_final(
         job = await store.count_lot(conn, job_id, lot)
         if job is None:
             return
+        if job["completed_lots"] + job["failed_lots"] >= job["total_lots"]:
+            await job_usage.fold(conn, job_id)  # exact totals in the completion webhook
         finished = await store.finish_job(conn, job_id)
     except asyncpg.exceptions.TransactionRollbackError as exc:  # deadlock between batches
         raise RetryableError(f"finalisation conflicted: {exc}") from exc

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from gen_common import db, http_server, kafka, service
+from gen_common import db, http_server, job_usage, kafka, service
 from gen_common.events import (
     JOBS_CONTROL,
     LOTS_FAILED,
@@ -93,6 +93,7 @@ async def run(
             tasks.create_task(sender.run())
             tasks.create_task(sender.reap_loop())
             tasks.create_task(sender.breaker_loop())
+            tasks.create_task(job_usage.keep_folding(pool))  # usage rows -> the jobs' totals
             tasks.create_task(serve_http(app, o.http_host, o.http_port))
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from gen_common import job_usage
 from gen_common.db import Conn
 
 FINAL = ("completed", "failed", "cancelled")
@@ -59,8 +60,9 @@ async def finalise_lot(
 async def count_lot(conn: Conn, job_id: uuid.UUID, lot: asyncpg.Record) -> asyncpg.Record | None:
     """Count one final lot on the job; locks the job row.
 
-    Tokens and cost are not added here: vision and translate add their own usage to the lot and
-    the job when they store a result, so the job's cost grows while it runs.
+    Tokens and cost are not added here: vision and translate add their usage to the lot when
+    they store a result and append it to ``job_usage``, which :mod:`gen_common.job_usage` folds
+    into the job (every half second, and when the job finishes).
     """
     completed = 1 if lot["status"] == "completed" else 0
     return await conn.fetchrow(
@@ -98,6 +100,7 @@ async def cancel_job(conn: Conn, job_id: uuid.UUID) -> asyncpg.Record | None:
         job_id,
         list(FINAL),
     )
+    await job_usage.fold(conn, job_id)  # the cancelled job's totals, exact in its webhook
     job = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", job_id)
     if job is None or job["status"] != "cancelled":
         return None
