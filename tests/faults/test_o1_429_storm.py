@@ -11,38 +11,21 @@ or below one per concurrency slot (``VISION__WORKERS``) per second.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
-from gen_common import kafka
-from gen_common.events import LOTS_ASSESSED, LOTS_FAILED, Event, LotAssessed, LotFailed
 from gen_common.settings import KafkaSettings
-from openai_sim.process import free_port, running
 
-from tests.harness.images import ImageHost
-from tests.harness.processes import child, eventually
-from tests.vision.lots import lot, observe
-from tests.vision.vision_process import (
-    breaker_gauges,
-    job_calls,
-    per_second,
-    transitions,
-    vision_env,
-)
+from tests.harness.figures import report
+from tests.harness.marks import SLOW_PROCESS_TEST
+from tests.harness.processes import eventually
+from tests.harness.vision_rig import vision_rig
+from tests.vision.lots import failures, lot_statuses, work_rows, work_statuses
+from tests.vision.vision_process import per_second, transitions
 
-pytestmark = [
-    pytest.mark.pg,
-    pytest.mark.kafka,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-]
+pytestmark = [*SLOW_PROCESS_TEST, pytest.mark.timeout(300)]
 STORM_S = 60
 RETRY_AFTER_MS = 2000
 SETTLE_S = 5  # the calls/s bound applies from this far into the storm
@@ -55,92 +38,49 @@ LATENCY_MS = 200
 async def test_60s_of_429_no_lot_fails_breaker_stays_closed_calls_slow_down(
     pool: asyncpg.Pool, migrated: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    await kafka.ensure_topics(kafka_settings)
-    job = uuid.uuid4()
-    metrics_port = free_port()
-    log = tmp_path / "vision.log"
     samples: list[dict[str, float]] = []
-    with (
-        running({"latency": {"kinds": {"vision": {"dist": "fixed", "ms": LATENCY_MS}}}}) as sim,
-        ImageHost() as images,
-    ):
-        env = vision_env(
-            migrated,
-            kafka_settings,
-            sim,
-            VISION__WORKERS=str(WORKERS),
-            VISION__METRICS_PORT=str(metrics_port),
-        )
-        topics: dict[str, type[Event]] = {LOTS_ASSESSED: LotAssessed, LOTS_FAILED: LotFailed}
-        async with (
-            httpx.AsyncClient(timeout=5) as http,
-            observe(kafka_settings, pool, topics) as seen,
-            kafka.open_publisher(kafka_settings) as publisher,
-        ):
+    async with vision_rig(
+        migrated, kafka_settings, pool, tmp_path, workers=WORKERS, latency_ms=LATENCY_MS
+    ) as rig:
 
-            async def assessed() -> int:
-                return sum(isinstance(e, LotAssessed) and e.job_id == job for e in seen)
+        async def sample() -> None:
+            while True:
+                samples.append(await rig.gauges())
+                await asyncio.sleep(1)
 
-            async def sample() -> None:
-                while True:
-                    samples.append(await breaker_gauges(http, metrics_port))
-                    await asyncio.sleep(1)
+        async def flowing() -> bool:
+            return len(rig.assessed()) >= 10
 
-            with child("gen_vision", env, log) as vision:
+        async def finished() -> bool:
+            n = await pool.fetchval(
+                "SELECT count(*) FROM vision_work WHERE job_id = $1 AND status = 'done'", rig.job
+            )
+            return int(n) == total and len(rig.assessed()) == total
 
-                async def metrics_up() -> bool:
-                    try:
-                        await breaker_gauges(http, metrics_port)
-                    except httpx.TransportError:
-                        return False
-                    return True
-
-                await eventually(metrics_up, timeout=60, interval=0.1)
-                sampler = asyncio.create_task(sample())
-                total = FIRST_LOTS
-                lots = [lot(job, i, [images.ok(f"{i}")]) for i in range(FIRST_LOTS)]
-                await publisher.publish_many(lots)
-
-                async def flowing() -> bool:
-                    return await assessed() >= 10
-
-                await eventually(flowing, timeout=60)
-                storm = {"kind": "429", "duration_s": STORM_S, "retry_after_ms": RETRY_AFTER_MS}
-                sim.admin.config({"storm": {**storm, "endpoints": ["responses"]}})
-                storm_at = time.time()
-                done_at_storm = await assessed()
-                for second in range(STORM_S - 5):
-                    new = [
-                        lot(job, total + k, [images.ok(f"{total + k}")]) for k in range(PER_SECOND)
-                    ]
-                    await publisher.publish_many(new)
-                    total += len(new)
-                    await asyncio.sleep(max(0.0, storm_at + second + 1 - time.time()))
-                storm_end = storm_at + STORM_S
-
-                async def finished() -> bool:
-                    n = await pool.fetchval(
-                        "SELECT count(*) FROM vision_work WHERE job_id = $1 AND status = 'done'",
-                        job,
-                    )
-                    return int(n) == total and len(_keys(seen, job)) == total
-
-                await eventually(finished, timeout=STORM_S + 120, interval=0.2)
-                done_at = time.time()
-                final = await breaker_gauges(http, metrics_port)
-                sampler.cancel()
-                await asyncio.gather(sampler, return_exceptions=True)
-                assert vision.proc is not None
-                assert vision.proc.poll() is None, "vision exited during the storm"
-
-            calls = job_calls(sim, job)
-            stats = sim.admin.stats()
+        sampler = asyncio.create_task(sample())
+        total = await rig.submit(0, FIRST_LOTS)
+        await eventually(flowing, timeout=60)
+        storm = {"kind": "429", "duration_s": STORM_S, "retry_after_ms": RETRY_AFTER_MS}
+        rig.sim.admin.config({"storm": {**storm, "endpoints": ["responses"]}})
+        storm_at = time.time()
+        done_at_storm = len(rig.assessed())
+        for second in range(STORM_S - 5):
+            total = await rig.submit(total, PER_SECOND)
+            await asyncio.sleep(max(0.0, storm_at + second + 1 - time.time()))
+        storm_end = storm_at + STORM_S
+        await eventually(finished, timeout=STORM_S + 120, interval=0.2)
+        done_at = time.time()
+        final = await rig.gauges()
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        assert rig.running(), "vision exited during the storm"
+        calls = rig.calls()
+        stats = rig.sim.admin.stats()
 
     rates = per_second(calls, storm_at + SETTLE_S, storm_end)
     in_storm = [c for c in calls if storm_at <= c["time"] < storm_end]
-    failed = [e for e in seen if isinstance(e, LotFailed) and e.job_id == job]
-    work = await pool.fetch("SELECT status, attempts FROM vision_work WHERE job_id = $1", job)
-    report = {
+    work = await work_rows(pool, rig.job)
+    figures = {
         "lots": total,
         "assessed_before_storm": done_at_storm,
         "calls_in_storm": len(in_storm),
@@ -154,26 +94,18 @@ async def test_60s_of_429_no_lot_fails_breaker_stays_closed_calls_slow_down(
         "max_attempts": max(r["attempts"] for r in work),
         "sim_429_total": stats["totals"]["status"].get("429", 0),
     }
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    if sys.__stderr__ is not None:
-        sys.__stderr__.write(f"\n[o1] {json.dumps(report)}\n")
+    report(tmp_path, "o1", figures)
 
-    assert report["429s"] >= 10, report  # the storm really hit the calls
-    assert failed == []
-    assert len(work) == total
-    assert {r["status"] for r in work} == {"done"}
-    statuses = await pool.fetch("SELECT DISTINCT status FROM lots WHERE job_id = $1", job)
-    assert [r["status"] for r in statuses] == ["assessed"]
+    assert figures["429s"] >= 10, figures  # the storm really hit the calls
+    assert failures(rig.seen, rig.job) == []
+    assert await work_statuses(pool, rig.job) == {"done": total}
+    assert set(await lot_statuses(pool, rig.job)) == {"assessed"}
     # Breaker never opened: no transition logged, trips 0, every sample read closed.
-    assert transitions(log) == []
+    assert transitions(rig.log) == []
     assert final["trips"] == 0
     assert len(samples) >= STORM_S // 2, len(samples)  # one a second, through the storm
     assert all(s["state"] == 0 and s["trips"] == 0 for s in samples)
     # Calls slowed down: at most one per concurrency slot per second once 5 s have passed.
-    assert max(rates) <= WORKERS, report
+    assert max(rates) <= WORKERS, figures
     # 429s cost no attempt: every lot got its answer on its first counted attempt.
-    assert report["max_attempts"] == 1, report
-
-
-def _keys(seen: list[Event], job: uuid.UUID) -> set[str]:
-    return {e.lot_key for e in seen if isinstance(e, LotAssessed) and e.job_id == job}
+    assert figures["max_attempts"] == 1, figures

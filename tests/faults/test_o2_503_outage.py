@@ -16,41 +16,23 @@ than the configured attempts, and the breaker ends closed.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
-from gen_common import kafka
 from gen_common.breaker import BreakerSettings
-from gen_common.events import (
-    LOTS_ASSESSED,
-    LOTS_FAILED,
-    Event,
-    LotAssessed,
-    LotFailed,
-    LotSubmitted,
-)
 from gen_common.settings import KafkaSettings
 from gen_vision.settings import VisionOptions
-from openai_sim.process import free_port, running
 
-from tests.harness.images import ImageHost
-from tests.harness.processes import child, eventually
-from tests.vision.lots import lot, observe
-from tests.vision.vision_process import breaker_gauges, job_calls, transitions, vision_env
+from tests.harness.figures import report
+from tests.harness.marks import SLOW_PROCESS_TEST
+from tests.harness.processes import eventually
+from tests.harness.vision_rig import vision_rig
+from tests.vision.lots import failures, lot_statuses, work_rows, work_statuses
+from tests.vision.vision_process import transitions
 
-pytestmark = [
-    pytest.mark.pg,
-    pytest.mark.kafka,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.timeout(480),
-]
+pytestmark = [*SLOW_PROCESS_TEST, pytest.mark.timeout(480)]
 OUTAGE_S = 90
 BURST_AT_S = 3  # the first trip comes no earlier, so the 30 s + 60 s open spells end after 90 s
 WORKERS = 8
@@ -65,77 +47,33 @@ MAX_ATTEMPTS = VisionOptions().max_attempts
 async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
     pool: asyncpg.Pool, migrated: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    await kafka.ensure_topics(kafka_settings)
-    job = uuid.uuid4()
-    metrics_port = free_port()
-    log = tmp_path / "vision.log"
-    with (
-        running({"latency": {"kinds": {"vision": {"dist": "fixed", "ms": LATENCY_MS}}}}) as sim,
-        ImageHost() as images,
-    ):
-        env = vision_env(
-            migrated,
-            kafka_settings,
-            sim,
-            VISION__WORKERS=str(WORKERS),
-            VISION__METRICS_PORT=str(metrics_port),
+    async with vision_rig(
+        migrated, kafka_settings, pool, tmp_path, workers=WORKERS, latency_ms=LATENCY_MS
+    ) as rig:
+
+        async def all_assessed() -> bool:
+            return len(rig.assessed()) == total
+
+        total = await rig.submit(0, FIRST_LOTS)
+        await eventually(all_assessed, timeout=60, interval=0.1)
+        rig.sim.admin.config(
+            {"storm": {"kind": "503", "duration_s": OUTAGE_S, "endpoints": ["responses"]}}
         )
-        topics: dict[str, type[Event]] = {LOTS_ASSESSED: LotAssessed, LOTS_FAILED: LotFailed}
-        async with (
-            httpx.AsyncClient(timeout=5) as http,
-            observe(kafka_settings, pool, topics) as seen,
-            kafka.open_publisher(kafka_settings) as publisher,
-        ):
+        outage_at = time.time()
+        await asyncio.sleep(BURST_AT_S)  # the fault's schedule, not a synchronisation
+        total = await rig.submit(total, BURST)
+        for second in range(BURST_AT_S + 1, OUTAGE_S - 5):
+            await asyncio.sleep(max(0.0, outage_at + second - time.time()))
+            total = await rig.submit(total, 1)
+        outage_end = outage_at + OUTAGE_S
+        await eventually(all_assessed, timeout=OUTAGE_S + 300, interval=0.2)
+        done_at = time.time()
+        final = await rig.gauges()
+        assert rig.running(), "vision exited during the outage"
+        calls = rig.calls()
 
-            def keys() -> set[str]:
-                return {e.lot_key for e in seen if isinstance(e, LotAssessed) and e.job_id == job}
-
-            async def metrics_up() -> bool:
-                try:
-                    await breaker_gauges(http, metrics_port)
-                except httpx.TransportError:
-                    return False
-                return True
-
-            def batch(start: int, n: int) -> list[LotSubmitted]:
-                return [lot(job, i, [images.ok(f"{i}")]) for i in range(start, start + n)]
-
-            with child("gen_vision", env, log) as vision:
-                await eventually(metrics_up, timeout=60, interval=0.1)
-                await publisher.publish_many(batch(0, FIRST_LOTS))
-
-                async def first_done() -> bool:
-                    return len(keys()) == FIRST_LOTS
-
-                await eventually(first_done, timeout=60, interval=0.1)
-                sim.admin.config(
-                    {"storm": {"kind": "503", "duration_s": OUTAGE_S, "endpoints": ["responses"]}}
-                )
-                outage_at = time.time()
-                total = FIRST_LOTS
-                await asyncio.sleep(BURST_AT_S)  # the fault's schedule, not a synchronisation
-                await publisher.publish_many(batch(total, BURST))
-                total += BURST
-                for second in range(BURST_AT_S + 1, OUTAGE_S - 5):
-                    await asyncio.sleep(max(0.0, outage_at + second - time.time()))
-                    await publisher.publish_many(batch(total, 1))
-                    total += 1
-                outage_end = outage_at + OUTAGE_S
-
-                async def finished() -> bool:
-                    return len(keys()) == total
-
-                await eventually(finished, timeout=OUTAGE_S + 300, interval=0.2)
-                done_at = time.time()
-                final = await breaker_gauges(http, metrics_port)
-                assert vision.proc is not None
-                assert vision.proc.poll() is None, "vision exited during the outage"
-
-            calls = job_calls(sim, job)
-
-    episodes = transitions(log)
-    failed = [e for e in seen if isinstance(e, LotFailed) and e.job_id == job]
-    work = await pool.fetch("SELECT status, attempts FROM vision_work WHERE job_id = $1", job)
+    episodes = transitions(rig.log)
+    work = await work_rows(pool, rig.job)
     opened = [t for t in episodes if t.after == "open"]
     assert opened, f"the breaker never opened: {episodes}"
     first_trip = opened[0].at
@@ -151,7 +89,7 @@ async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
             open_calls.append(sum(t.at + IN_TRANSIT_S < c["time"] < end for c in calls))
         elif t.after == "half_open":
             probes.append(sum(t.at <= c["time"] < end for c in calls))
-    report = {
+    figures = {
         "lots": total,
         "calls": len(calls),
         "calls_503": sum(c["status"] == 503 for c in calls),
@@ -166,22 +104,18 @@ async def test_90s_of_503_breaker_opens_no_calls_while_open_every_lot_completes(
         "drained_s_after_outage": round(done_at - outage_end, 1),
         "breaker_final": final,
     }
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    if sys.__stderr__ is not None:
-        sys.__stderr__.write(f"\n[o2] {json.dumps(report)}\n")
+    report(tmp_path, "o2", figures)
 
-    assert len(before_trip) <= BREAKER.window, report  # opens within 50 calls
+    assert len(before_trip) <= BREAKER.window, figures  # opens within 50 calls
     assert first_trip < outage_end
-    assert all(n == 0 for n in open_calls), report
-    assert all(n <= WORKERS for n in in_transit), report  # one permitted call per worker at most
-    assert all(n <= BREAKER.half_open_calls for n in probes), report
-    assert probes, report  # it was tested half-open at least once
-    assert episodes[-1].after == "closed", report
-    assert final["state"] == 0, report  # /metrics agrees: closed, and opened as often as logged
-    assert final["trips"] == len(opened), report
-    assert failed == []
-    assert len(work) == total
-    assert {r["status"] for r in work} == {"done"}
-    assert report["max_attempts"] <= MAX_ATTEMPTS, report
-    statuses = await pool.fetch("SELECT DISTINCT status FROM lots WHERE job_id = $1", job)
-    assert [r["status"] for r in statuses] == ["assessed"]
+    assert all(n == 0 for n in open_calls), figures
+    assert all(n <= WORKERS for n in in_transit), figures  # one permitted call per worker at most
+    assert all(n <= BREAKER.half_open_calls for n in probes), figures
+    assert probes, figures  # it was tested half-open at least once
+    assert episodes[-1].after == "closed", figures
+    assert final["state"] == 0, figures  # /metrics agrees: closed, and opened as often as logged
+    assert final["trips"] == len(opened), figures
+    assert failures(rig.seen, rig.job) == []
+    assert await work_statuses(pool, rig.job) == {"done": total}
+    assert figures["max_attempts"] <= MAX_ATTEMPTS, figures
+    assert set(await lot_statuses(pool, rig.job)) == {"assessed"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import asyncpg
 import orjson
 from gen_common import kafka
 from gen_common.db import Conn
-from gen_common.events import Event, LotSubmitted, Mode
+from gen_common.events import Event, LotAssessed, LotFailed, LotSubmitted, Mode
 from gen_common.settings import KafkaSettings
 from gen_vision import handler
 from gen_vision.settings import VisionOptions
@@ -56,6 +57,18 @@ async def work_rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[asyncpg.Recor
     return await pool.fetch("SELECT * FROM vision_work WHERE job_id = $1 ORDER BY lot_seq", job_id)
 
 
+async def work_statuses(pool: asyncpg.Pool, job_id: uuid.UUID) -> Counter[str]:
+    """How many work rows of the job are in each status."""
+    rows = await pool.fetch("SELECT status FROM vision_work WHERE job_id = $1", job_id)
+    return Counter(r["status"] for r in rows)
+
+
+async def lot_statuses(pool: asyncpg.Pool, job_id: uuid.UUID) -> Counter[str]:
+    """How many lots rows of the job are in each status."""
+    rows = await pool.fetch("SELECT status FROM lots WHERE job_id = $1", job_id)
+    return Counter(r["status"] for r in rows)
+
+
 async def settled(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:
     """Every work row of the job reached done / failed / cancelled."""
     left = await pool.fetchval(
@@ -84,3 +97,22 @@ async def observe(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def assessed_keys(seen: list[Event], job_id: uuid.UUID) -> set[str]:
+    """Lots of the job with a LotAssessed among ``seen``."""
+    return {e.lot_key for e in seen if isinstance(e, LotAssessed) and e.job_id == job_id}
+
+
+def failures(seen: list[Event], job_id: uuid.UUID) -> list[LotFailed]:
+    return [e for e in seen if isinstance(e, LotFailed) and e.job_id == job_id]
+
+
+def assessed_event_ids(seen: list[Event], job_id: uuid.UUID) -> dict[str, set[uuid.UUID]]:
+    """Per lot of the job, the event ids of its LotAssessed records among ``seen`` (a record
+    published twice carries one id; a second assessment would carry another)."""
+    ids: defaultdict[str, set[uuid.UUID]] = defaultdict(set)
+    for e in seen:
+        if isinstance(e, LotAssessed) and e.job_id == job_id:
+            ids[e.lot_key].add(e.event_id)
+    return dict(ids)
