@@ -3,10 +3,13 @@
 submitted through ingest's HTTP API; then SIGCONT.
 
 Ingest has no outbox for submissions: a batch job is answered 201 only once every lot event is
-acknowledged by Kafka (acks=all), otherwise 503 with no job (issue 4). So during the pause a
-submission either waits for the broker and is answered 201 after it resumes, or is answered 503
-and none of its lots ever appears; never a 5xx other than 503, never a half-created job. The
-stages' outbox rows (vision and translate results) pile up while the relays cannot publish.
+acknowledged by Kafka (acks=all), and 503 with the job aborted when that has not happened within
+``INGEST__PUBLISH_TIMEOUT_S`` (issue 4). So every submission is answered within that deadline
+(plus the request's own work): either 201, and the job completes, or 503, and no lot of that job
+is ever processed (its records still reach Kafka after SIGCONT; vision skips aborted jobs); never
+a 5xx other than 503, never a half-created job. A submission sent in the first 20 s of the pause
+cannot be acknowledged in time, so the pause produces 503s. The stages' outbox rows (vision and
+translate results) pile up while the relays cannot publish.
 
 Pass (reliability.md §7 K1): ingest's /health keeps answering during the pause; no process
 exits; the relay backlog (outbox rows written before SIGCONT) drains to 0 within 60 s after
@@ -38,6 +41,8 @@ SMALL = 5  # lots per job submitted during the fault
 PAUSE_S = 30.0
 DRAIN_LIMIT_S = 60.0
 LANGUAGES = ["en", "ru"]
+PUBLISH_TIMEOUT_S = 10.0
+ANSWER_SLACK_S = 8.0  # parsing, PostgreSQL and the abort on a loaded 2-core machine
 SIM = {"latency": {"kinds": {"vision": {"dist": "uniform", "min_ms": 300, "max_ms": 700}}}}
 
 
@@ -87,6 +92,7 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
             db_url=migrated,
             bootstrap=cluster.bootstrap_servers,
             sim_config=SIM,
+            overrides={"ingest": {"INGEST__PUBLISH_TIMEOUT_S": str(PUBLISH_TIMEOUT_S)}},
             replication=3,
         ) as system,
         httpx.AsyncClient(timeout=180) as http,
@@ -166,14 +172,15 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
         found = await checker.settle_all(pool, system, [expect(s) for s in accepted], timeout=180)
         settled_s = time.monotonic() - resumed_at
         assert not found, found
-        for sub in refused:  # no half-created job: none of its lots ever became a row
+        for sub in refused:  # no half-created job: none of its lots was ever taken up
             assert sub.status == 503, (sub.status, sub.body)
             assert '"error"' in sub.body, sub.body
-            n = await pool.fetchval(
-                "SELECT count(*) FROM lots WHERE lot_id = ANY($1::jsonb[])",
-                [f'"{lot}"' for lot in sub.lots],
-            )
-            assert n == 0, f"{n} lots of a refused submission exist"
+            lot_ids = [f'"{lot}"' for lot in sub.lots]
+            for table in ("lots", "vision_work"):
+                n = await pool.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE lot_id = ANY($1::jsonb[])", lot_ids
+                )
+                assert n == 0, f"{n} {table} rows of a refused submission exist"
         alive_after = system.alive()
         commit_failed = {
             n: _count(system, n, "CommitFailedError") for n in ("vision", "translate", "notifier")
@@ -187,6 +194,12 @@ async def test_broker_pause_ingest_answers_backlog_drains_and_every_job_complete
     assert peak > 0, "the relays never had a backlog: the pause landed after the work"
     paused_subs = [s for s in subs if paused_at <= s.sent_at < resumed_at]
     assert paused_subs, "no submission was made during the pause"
+    late = [round(s.seconds, 1) for s in subs if s.seconds > PUBLISH_TIMEOUT_S + ANSWER_SLACK_S]
+    assert not late, f"submissions answered after the publish deadline: {late}"
+    # Sent early enough that the deadline passed while the broker was still paused: 503.
+    early = [s for s in paused_subs if s.sent_at < resumed_at - PUBLISH_TIMEOUT_S - ANSWER_SLACK_S]
+    assert early, "no submission was made early in the pause"
+    assert all(s.status == 503 for s in early), [(s.status, s.seconds) for s in early]
     announce(
         f"K1: 3 nodes paused {PAUSE_S:.0f}s with {in_flight} of {BIG} lots in flight; "
         f"ingest /health during the pause: {len(during)} answers, max "

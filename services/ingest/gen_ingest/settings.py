@@ -29,6 +29,11 @@ class IngestOptions(BaseModel):
         default=100, ge=1, description="jobs up to this size run realtime, larger ones batch"
     )
     sync_budget_s: float = Field(default=300.0, gt=0)
+    publish_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a submission's lots not all acknowledged by Kafka by then: 503, job aborted",
+    )
     sync_language_warning: int = Field(default=5, ge=0, description="non-en languages to warn at")
     idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
     duplicate_window_s: float = Field(

@@ -1,8 +1,9 @@
 """Creating jobs: the jobs row, then every lot on ``lots.submitted`` (acks=all), then the answer.
 
 A job exists for a client only once every lot event is acknowledged by Kafka. When publishing
-fails, the jobs row is deleted and the job id recorded in ``aborted_jobs`` in one transaction;
-lots of that job that did reach Kafka must be ignored by the consumers (they check
+fails, or is not acknowledged within ``publish_timeout_s`` (a Kafka outage), the jobs row is
+deleted and the job id recorded in ``aborted_jobs`` in one transaction (the answer is 503); lots
+of that job that did reach Kafka, then or later, are ignored by the consumers (they check
 ``aborted_jobs`` before creating a job from an event).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -113,18 +114,24 @@ async def create_job(
             total_lots=len(req.lots),
             webhook_url=req.webhook_url,
         )
+    await publish_lots(
+        deps, job_id, events(job_id, req, mode=mode, client_id=client_id, api_version=api_version)
+    )
+    return Created(job_id, mode, created_at)
+
+
+async def publish_lots(deps: Deps, job_id: uuid.UUID, records: Iterable[tuple[str, bytes]]) -> None:
+    """Every lot event of the job, acks=all, within ``publish_timeout_s``. On any failure
+    (Kafka errors, the deadline, cancellation) the job is aborted: no half-created job."""
     try:
-        await deps.publisher.publish_encoded(
-            LOTS_SUBMITTED,
-            events(job_id, req, mode=mode, client_id=client_id, api_version=api_version),
-        )
+        async with asyncio.timeout(deps.options.publish_timeout_s):
+            await deps.publisher.publish_encoded(LOTS_SUBMITTED, records)
     except BaseException as exc:
-        # Any failure (Kafka errors, timeouts, cancellation) must leave no half-created job.
+        # Records still queued in the producer may reach Kafka later: consumers skip them.
         await asyncio.shield(_abort(deps.pool, job_id, repr(exc)))
         if isinstance(exc, Exception):
             raise PublishFailed(str(job_id)) from exc
         raise
-    return Created(job_id, mode, created_at)
 
 
 async def _abort(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str) -> None:

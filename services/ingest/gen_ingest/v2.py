@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from fastapi import APIRouter, Request
 from gen_common import request_auth
-from gen_common.events import LOTS_SUBMITTED, Mode
+from gen_common.events import Mode
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from gen_ingest import docs, idempotency, store
 from gen_ingest.limits import read_body
 from gen_ingest.routes import DepsDep, too_many
-from gen_ingest.submit import Deps, PublishFailed, create_job, events, mode_for
+from gen_ingest.submit import Deps, create_job, events, mode_for, publish_lots
 from gen_ingest.validate import Lot, Rejected, check_sizes, is_json, parse_json
 from gen_ingest.validate import Request as Submission
 from gen_ingest.wire import V2JSON, error
@@ -161,23 +159,10 @@ def _submission(request: Request, body: bytes | bytearray, deps: Deps) -> Submis
 async def publish(
     deps: Deps, job_id: uuid.UUID, submission: Submission, *, mode: Mode, client_id: str
 ) -> None:
-    """The job's events, acks=all; on any failure the job row goes (submit.create_job's rule)."""
-    try:
-        await deps.publisher.publish_encoded(
-            LOTS_SUBMITTED,
-            events(job_id, submission, mode=mode, client_id=client_id, api_version=2),
-        )
-    except BaseException as exc:
-        await asyncio.shield(_abort(deps.pool, job_id, repr(exc)))
-        if isinstance(exc, Exception):
-            raise PublishFailed(str(job_id)) from exc
-        raise
-
-
-async def _abort(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str) -> None:
-    log.warning("job aborted: publishing failed", extra={"job_id": str(job_id), "error": reason})
-    async with pool.acquire() as conn, conn.transaction():
-        await store.abort_job(conn, job_id, reason)
+    """The job's events, acks=all, within the deadline; on any failure the job is aborted."""
+    await publish_lots(
+        deps, job_id, events(job_id, submission, mode=mode, client_id=client_id, api_version=2)
+    )
 
 
 def _created(
