@@ -21,12 +21,9 @@ event), model calls <= 1,000 + in_flight, and in_flight <= workers.
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 import asyncpg
@@ -36,19 +33,16 @@ from gen_common.events import LOTS_ASSESSED, LotAssessed
 from gen_common.settings import KafkaSettings
 from openai_sim.process import RunningSim
 
+from tests.harness.figures import report
+from tests.harness.marks import SLOW_PROCESS_TEST
 from tests.harness.processes import child, eventually
+from tests.harness.sigkill import sigkill_and_settle
 
 from .conftest import ImageHost
-from .lots import lot, observe
-from .vision_process import job_calls, pg_backends, vision_env
+from .lots import assessed_event_ids, lot, lot_statuses, observe, work_statuses
+from .vision_process import job_calls, vision_env
 
-pytestmark = [
-    pytest.mark.pg,
-    pytest.mark.kafka,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-]
+pytestmark = [*SLOW_PROCESS_TEST, pytest.mark.timeout(300)]
 LOTS = 1_000
 WORKERS = 16
 LATENCY_MS = 400
@@ -72,7 +66,6 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
     log = tmp_path / "vision.log"
     job = uuid.uuid4()
     images = [image_host.url(f"img/{unique}/a.jpg")]
-    pg_port = int(await pool.fetchval("SELECT inet_server_port()"))
     began = time.monotonic()
 
     async def count(sql: str) -> int:
@@ -94,29 +87,15 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
             async with kafka.open_publisher(kafka_settings) as publisher:
                 await publisher.publish_many([lot(job, i, images, total=LOTS) for i in range(LOTS)])
             await eventually(busy, timeout=120, interval=0.05)
-            ports = pg_backends(first, pg_port)
-            assert ports, "no PostgreSQL connection of the vision process found"
-            killed_at = time.time()
-            first.send(signal.SIGKILL)
-            first.wait(10)
-
-        async def backends_gone() -> bool:
-            n = await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1::int[])",
-                list(ports),
-            )
-            return int(n) == 0
-
-        # Every transaction the killed process had sent has now committed or rolled back.
-        await eventually(backends_gone, timeout=30)
+            # Every transaction the killed process had sent has committed or rolled back after.
+            killed_at = await sigkill_and_settle(pool, first)
         stored_by_first = await results()
         calls_by_first = len(job_calls(sim, job))
         killed_for = time.monotonic()
         with child("gen_vision", env, log):
 
             async def finished() -> bool:
-                keys = {e.lot_key for e in seen if isinstance(e, LotAssessed) and e.job_id == job}
-                return len(keys) == LOTS and await results() == LOTS
+                return len(assessed_event_ids(seen, job)) == LOTS and await results() == LOTS
 
             await eventually(finished, timeout=180, interval=0.2)
         restart_to_done = time.monotonic() - killed_for
@@ -125,14 +104,9 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
     latency = LATENCY_MS / 1000
     unanswered = sum(c["time"] <= killed_at < c["time"] + latency for c in calls)
     in_flight = calls_by_first - stored_by_first
-    per_lot: defaultdict[int, int] = defaultdict(int)
-    for c in calls:
-        per_lot[int(c["metadata"]["lot_seq"])] += 1
-    event_ids: defaultdict[str, set[uuid.UUID]] = defaultdict(set)
-    for e in seen:
-        if isinstance(e, LotAssessed) and e.job_id == job:
-            event_ids[e.lot_key].add(e.event_id)
-    report = {
+    per_lot = Counter(int(c["metadata"]["lot_seq"]) for c in calls)
+    event_ids = assessed_event_ids(seen, job)
+    figures = {
         "lots": LOTS,
         "workers": WORKERS,
         "latency_ms": LATENCY_MS,
@@ -146,22 +120,16 @@ async def test_sigkill_during_a_1000_lot_job_every_lot_once(
         "restart_to_done_s": round(restart_to_done, 1),
         "total_s": round(time.monotonic() - began, 1),
     }
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    if sys.__stderr__ is not None:
-        sys.__stderr__.write(f"\n[c2] {json.dumps(report)}\n")
+    report(tmp_path, "c2", figures)
 
-    assert 1 <= unanswered <= in_flight <= WORKERS, report
-    assert len(calls) <= LOTS + in_flight, report
+    assert 1 <= unanswered <= in_flight <= WORKERS, figures
+    assert len(calls) <= LOTS + in_flight, figures
     assert sorted(per_lot) == list(range(LOTS))
-    assert max(per_lot.values()) <= 2, report
+    assert max(per_lot.values()) <= 2, figures
     assert len(event_ids) == LOTS
-    assert all(len(ids) == 1 for ids in event_ids.values()), report
-    rows = await pool.fetch("SELECT status FROM vision_work WHERE job_id = $1", job)
-    assert len(rows) == LOTS
-    assert {r["status"] for r in rows} == {"done"}
-    lots = await pool.fetch("SELECT status FROM lots WHERE job_id = $1", job)
-    assert len(lots) == LOTS
-    assert {r["status"] for r in lots} == {"assessed"}
+    assert all(len(ids) == 1 for ids in event_ids.values()), figures
+    assert await work_statuses(pool, job) == {"done": LOTS}
+    assert await lot_statuses(pool, job) == {"assessed": LOTS}
     assert await results() == LOTS
     failed = await count(
         "SELECT count(*) FROM vision_calls WHERE job_id = $1 AND outcome IS DISTINCT FROM 'ok'"

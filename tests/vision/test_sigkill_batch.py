@@ -22,11 +22,9 @@ realtime call; every lot assessed exactly once (one result row ``via_batch``, lo
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import asyncpg
@@ -44,19 +42,16 @@ from gen_common.events import (
 from gen_common.settings import KafkaSettings
 from openai_sim.process import RunningSim
 
+from tests.harness.figures import report
 from tests.harness.images import ImageHost
+from tests.harness.marks import SLOW_PROCESS_TEST
 from tests.harness.processes import child, eventually
+from tests.harness.sigkill import sigkill_and_settle
 
-from .lots import lot, observe
-from .vision_process import job_calls, pg_backends, vision_env
+from .lots import assessed_event_ids, failures, lot, lot_statuses, observe, work_statuses
+from .vision_process import job_calls, vision_env
 
-pytestmark = [
-    pytest.mark.pg,
-    pytest.mark.kafka,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-]
+pytestmark = [*SLOW_PROCESS_TEST, pytest.mark.timeout(300)]
 LOTS = 1_000
 APPLY_CHUNK = 10
 CLOCK_SPEED = 10.0
@@ -105,7 +100,6 @@ async def test_sigkill_while_applying_a_1000_lot_batch_every_lot_once(
     env = vision_env(migrated, kafka_settings, sim, VISION__WORKERS="4", **BATCH_ENV)
     log = tmp_path / "vision.log"
     job = uuid.uuid4()
-    pg_port = int(await pool.fetchval("SELECT inet_server_port()"))
     began = time.monotonic()
 
     async def results() -> int:
@@ -127,19 +121,7 @@ async def test_sigkill_while_applying_a_1000_lot_batch_every_lot_once(
                 async with kafka.open_publisher(kafka_settings) as publisher:
                     await publisher.publish_many(events)
                 await eventually(applying, timeout=120, interval=0.02)
-                ports = pg_backends(first, pg_port)
-                assert ports, "no PostgreSQL connection of the vision process found"
-                first.send(signal.SIGKILL)
-                first.wait(10)
-
-            async def backends_gone() -> bool:
-                n = await pool.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1::int[])",
-                    list(ports),
-                )
-                return int(n) == 0
-
-            await eventually(backends_gone, timeout=30)
+                await sigkill_and_settle(pool, first)
             stored_at_kill = await results()
             lines_before_restart = len(await submitted_lines(sim, job))
             restarted = time.monotonic()
@@ -157,16 +139,13 @@ async def test_sigkill_while_applying_a_1000_lot_batch_every_lot_once(
 
     lines = await submitted_lines(sim, job)
     per_lot = Counter(lines)
-    event_ids: defaultdict[str, set[uuid.UUID]] = defaultdict(set)
-    for e in seen:
-        if isinstance(e, LotAssessed) and e.job_id == job:
-            event_ids[e.lot_key].add(e.event_id)
+    event_ids = assessed_event_ids(seen, job)
     batches = await pool.fetch(
         "SELECT status, line_count FROM openai_batches WHERE stage = 'vision' AND job_id = $1",
         str(job),
     )
     in_flight = lines_before_restart - stored_at_kill
-    report = {
+    figures = {
         "lots": LOTS,
         "apply_chunk": APPLY_CHUNK,
         "stored_at_kill": stored_at_kill,
@@ -179,23 +158,19 @@ async def test_sigkill_while_applying_a_1000_lot_batch_every_lot_once(
         "restart_to_done_s": round(restart_to_done, 1),
         "total_s": round(time.monotonic() - began, 1),
     }
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    if sys.__stderr__ is not None:
-        sys.__stderr__.write(f"\n[c2-batch] {json.dumps(report)}\n")
+    report(tmp_path, "c2-batch", figures)
 
-    failed = [e for e in seen if isinstance(e, LotFailed) and e.job_id == job]
+    failed = failures(seen, job)
     assert failed == [], failed[:3]
-    assert 0 < stored_at_kill < LOTS, report  # killed mid-apply
-    assert len(lines) <= LOTS + in_flight, report
-    assert len(lines) == LOTS, report  # no line sent twice
+    assert 0 < stored_at_kill < LOTS, figures  # killed mid-apply
+    assert len(lines) <= LOTS + in_flight, figures
+    assert len(lines) == LOTS, figures  # no line sent twice
     assert sorted(per_lot) == list(range(LOTS))
-    assert report["realtime_calls"] == 0, report
-    assert {r["status"] for r in batches} == {"finished"}, report
+    assert figures["realtime_calls"] == 0, figures
+    assert {r["status"] for r in batches} == {"finished"}, figures
     assert len(event_ids) == LOTS
-    assert all(len(ids) == 1 for ids in event_ids.values()), report
-    rows = await pool.fetch("SELECT status, path FROM vision_work WHERE job_id = $1", job)
-    assert len(rows) == LOTS
-    assert {(r["status"], r["path"]) for r in rows} == {("done", "batch")}
-    lots = await pool.fetch("SELECT status FROM lots WHERE job_id = $1", job)
-    assert len(lots) == LOTS
-    assert {r["status"] for r in lots} == {"assessed"}
+    assert all(len(ids) == 1 for ids in event_ids.values()), figures
+    assert await work_statuses(pool, job) == {"done": LOTS}
+    paths = await pool.fetch("SELECT DISTINCT path FROM vision_work WHERE job_id = $1", job)
+    assert [r["path"] for r in paths] == ["batch"]
+    assert await lot_statuses(pool, job) == {"assessed": LOTS}
