@@ -120,12 +120,18 @@ async def release_key(conn: Conn, client_id: str, key: str) -> None:
 
 
 async def purge(conn: Conn, *, nonce_age_s: float) -> None:
-    """Drop expired idempotency records and old nonces."""
+    """Drop expired idempotency records, old nonces and idle rate-limit buckets.
+
+    A bucket whose theoretical arrival time has passed is full again: GCRA decides exactly as for
+    a bucket without a row (both take ``now() + T``), so deleting it changes no answer. A bucket
+    in use meanwhile has a later ``tat`` and is kept (the DELETE re-checks the updated row).
+    """
     await conn.execute("DELETE FROM idempotency_keys WHERE expires_at < now()")
     await conn.execute(
         "DELETE FROM request_nonces WHERE seen_at < now() - make_interval(secs => $1)",
         nonce_age_s,
     )
+    await conn.execute("DELETE FROM rate_limits WHERE tat < now()")
 
 
 async def acquire_rate(
