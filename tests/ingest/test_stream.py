@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from gen_ingest import stream
+from gen_ingest import spool_scan, stream
 from gen_ingest.settings import IngestOptions
+from gen_ingest.spooled import check_spooled
 from gen_ingest.validate import Rejected
 
 from tests.ingest.conftest import KEY, Ingest, lot, request_v1, submitted
@@ -44,11 +45,11 @@ def nested(depth: int) -> bytes:
         (b'{"lots": ' + DEEP + b"}", 400, "Invalid JSON body"),
         (b'{"lots": [[0, ' * 50_000 + b"]]" * 50_000 + b"}", 400, "Invalid JSON body"),
         (
-            b'{"other": ' + nested(stream.MAX_DEPTH - 1) + b"}",
+            b'{"other": ' + nested(spool_scan.MAX_DEPTH - 1) + b"}",
             400,
             "Missing required field: signature",
         ),
-        (b'{"other": ' + nested(stream.MAX_DEPTH) + b"}", 400, "Invalid JSON body"),
+        (b'{"other": ' + nested(spool_scan.MAX_DEPTH) + b"}", 400, "Invalid JSON body"),
         (b'{"signature": NaN}', 400, "Invalid JSON body"),
         (b'{"signature": Infinity}', 400, "Invalid JSON body"),
         (b'{"signature": 1e999999}', 400, "Invalid JSON body"),
@@ -160,7 +161,7 @@ def test_checking_a_large_body_holds_one_lot_at_a_time() -> None:
         spooled.write(body)
         tracemalloc.start()
         try:
-            request = stream.check_spooled(spooled, out, KEY.encode(), opts)
+            request = check_spooled(spooled, out, KEY.encode(), opts)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -175,5 +176,5 @@ def test_a_wrong_signature_is_403_before_the_lot_checks() -> None:
     with tempfile.TemporaryFile() as spooled, tempfile.TemporaryFile() as out:
         spooled.write(body)
         with pytest.raises(Rejected) as caught:
-            stream.check_spooled(spooled, out, KEY.encode(), IngestOptions(shared_key=KEY))
+            check_spooled(spooled, out, KEY.encode(), IngestOptions(shared_key=KEY))
     assert (caught.value.status, caught.value.body) == (403, {"error": "Invalid signature"})

@@ -50,7 +50,7 @@ class Lot:
 
 @dataclass(slots=True)
 class Request:
-    lots: Sequence[Lot]  # a list, or gen_ingest.stream.SpooledLots for a large body
+    lots: Sequence[Lot]  # a list, or gen_ingest.spooled.SpooledLots for a large body
     languages: list[str]
     webhook_url: str | None = None
     warnings: list[str] = field(default_factory=list)
