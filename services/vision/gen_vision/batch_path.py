@@ -122,21 +122,15 @@ class VisionBatchSource(TableBackedSource):
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
         )
-        result = result_of(response, lot, tokens)  # InvalidModelOutput -> fail()
         price = self._o.prices.get(self._o.model)
         cost = cost_usd(tokens, price, discount=self._o.batch_discount)
+        priced = tokens.model_copy(update={"cost_usd": cost})
+        result = result_of(response, lot, priced)  # InvalidModelOutput -> fail()
         if not await self._table.finish(conn, work_id):
             return
+        ref = handler.LotRef.of(work)
         await handler.record_assessed(
-            conn,
-            handler.LotRef.of(work),
-            assessment=result.assessment,
-            html=result.html,
-            missing_images=lot.missing_images,
-            model=result.model,
-            response_id=result.response_id,
-            usage=tokens.model_copy(update={"cost_usd": cost}),
-            via_batch=True,
+            conn, ref, result, missing_images=lot.missing_images, via_batch=True
         )
 
     async def fail(self, conn: Conn, work_id: int, error: LineError) -> None:

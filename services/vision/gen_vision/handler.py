@@ -16,10 +16,11 @@ from typing import Any
 
 from gen_common import outbox
 from gen_common.db import Conn
-from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted, TokenUsage
+from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted
 from gen_common.events import Mode as EventMode
 
 from gen_vision import results, store
+from gen_vision.lot_request import ModelResult
 from gen_vision.settings import VisionOptions
 
 
@@ -59,27 +60,14 @@ class LotRef:
 async def record_assessed(
     conn: Conn,
     lot: LotRef,
+    result: ModelResult,
     *,
-    assessment: dict[str, Any],
-    html: str,
     missing_images: list[str],
-    model: str,
-    response_id: str | None,
-    usage: TokenUsage,
     via_batch: bool = False,
 ) -> bool:
     """Store the result, account tokens/cost, emit LotAssessed; False if already recorded."""
     status = await results.save_result(
-        conn,
-        job_id=lot.job_id,
-        lot_seq=lot.lot_seq,
-        assessment=assessment,
-        html=html,
-        missing_images=missing_images,
-        model=model,
-        response_id=response_id,
-        usage=usage,
-        via_batch=via_batch,
+        conn, lot.job_id, lot.lot_seq, result, missing_images=missing_images, via_batch=via_batch
     )
     if status is None:
         return False
@@ -93,10 +81,10 @@ async def record_assessed(
             lot_id=lot.lot_id,
             languages=lot.languages,
             mode=lot.mode,
-            assessment=assessment,
-            description_en=html,
+            assessment=result.assessment,
+            description_en=result.html,
             missing_images=missing_images,
-            usage=usage,
+            usage=result.usage,
         ),
     )
     return True

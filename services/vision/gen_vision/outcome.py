@@ -12,6 +12,7 @@ its model call (:class:`CallNotWanted`) is cancelled without an event.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import asyncpg
 from gen_common import jobs, llm
@@ -47,16 +48,10 @@ async def succeeded(
         if not await store.finish_work(conn, work_id=work["id"], owner=owner, call=call):
             log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
             return
-        await handler.record_assessed(
-            conn,
-            handler.LotRef.of(work),
-            assessment={**result.assessment, "simulated": True} if simulated else result.assessment,
-            html=result.html,
-            missing_images=lot.missing_images,
-            model=result.model,
-            response_id=result.response_id,
-            usage=result.usage,
-        )
+        if simulated:
+            result = replace(result, assessment={**result.assessment, "simulated": True})
+        ref = handler.LotRef.of(work)
+        await handler.record_assessed(conn, ref, result, missing_images=lot.missing_images)
 
 
 def _missing(work: asyncpg.Record, error: GenError, lot: LotRequest | None) -> list[str]:

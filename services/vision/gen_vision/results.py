@@ -7,23 +7,19 @@ Plain functions taking a connection; callers open the transactions.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from gen_common.db import Conn
-from gen_common.events import TokenUsage
+
+from gen_vision.lot_request import ModelResult
 
 
 async def save_result(
     conn: Conn,
-    *,
     job_id: uuid.UUID,
     lot_seq: int,
-    assessment: dict[str, Any],
-    html: str,
+    result: ModelResult,
+    *,
     missing_images: list[str],
-    model: str,
-    response_id: str | None,
-    usage: TokenUsage,
     via_batch: bool,
 ) -> str | None:
     """Insert the result and account it on the lot and the job, in one statement.
@@ -57,17 +53,17 @@ async def save_result(
            RETURNING lots.status""",
         job_id,
         lot_seq,
-        assessment,
-        html,
+        result.assessment,
+        result.html,
         missing_images,
-        model,
-        response_id,
+        result.model,
+        result.response_id,
         via_batch,
-        usage.input_tokens,
-        usage.cached_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.cost_usd,
+        result.usage.input_tokens,
+        result.usage.cached_tokens,
+        result.usage.output_tokens,
+        result.usage.reasoning_tokens,
+        result.usage.cost_usd,
     )
     return status
 
