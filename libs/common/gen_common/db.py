@@ -77,7 +77,10 @@ class _Transaction(Transaction):
             if extype is None:
                 raise
             log.info("rollback failed; connection terminated", extra={"error": repr(failure)})
-            self._connection.terminate()  # type: ignore[attr-defined]
+            block: Any = self  # asyncpg's ConnectionResource attributes, not in the stubs
+            conn = block._connection
+            if conn._pool_release_ctr == block._con_release_ctr:  # not handed to someone else
+                conn.terminate()
 
 
 class _Connection(_ConnectionBase):
