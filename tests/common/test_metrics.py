@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from gen_common import breaker_metrics, kafka, metrics, tracing
+from gen_common import breaker_metrics, kafka, metrics, stage_metrics, tracing
 from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.db import Conn
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested
@@ -85,7 +85,7 @@ async def test_work_queue_depth_counts_queued_and_running_rows(
     await pool.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, status text NOT NULL)")
     try:
         m = metrics.Metrics()
-        m.add_source("queue", lambda: metrics.work_queue_depth(pool, table))
+        m.add_source("queue", lambda: stage_metrics.work_queue_depth(pool, table))
         lines = await _text(m)
         assert f'gen_queue_depth{{queue="{table}",state="queued"}} 0.0' in lines
         await pool.executemany(
@@ -105,7 +105,7 @@ async def test_work_queue_depth_refuses_a_table_name_that_is_not_an_identifier(
     pool: asyncpg.Pool,
 ) -> None:
     with pytest.raises(ValueError, match="not a work table name"):
-        await metrics.work_queue_depth(pool, "vision_work; DROP TABLE jobs")
+        await stage_metrics.work_queue_depth(pool, "vision_work; DROP TABLE jobs")
 
 
 CALLS = "SELECT * FROM (VALUES ('ok', 3), ('upstream', 1), (NULL, 2)) AS c(outcome, n)"
@@ -115,11 +115,11 @@ USAGE = """SELECT * FROM (VALUES (10, 1, 5, 2, 0.25), (20, 0, 7, 0, 0.5))
 
 @pytest.mark.pg
 async def test_model_totals_from_a_call_log_and_a_results_table(pool: asyncpg.Pool) -> None:
-    totals = metrics.ModelTotals(
+    totals = stage_metrics.ModelTotals(
         stage="s", calls_sql=CALLS, usage_sql=USAGE, outcomes=("ok", "refusal"), in_flight=True
     )
     m = metrics.Metrics()
-    m.add_source("totals", lambda: metrics.model_totals(pool, totals))
+    m.add_source("totals", lambda: stage_metrics.model_totals(pool, totals))
     lines = await _text(m)
     for line in [
         'gen_model_calls_total{outcome="ok",stage="s"} 3.0',
@@ -141,9 +141,9 @@ async def test_model_totals_with_the_usage_on_the_outcome_rows(pool: asyncpg.Poo
     calls = """SELECT * FROM (VALUES ('translated', 2, 10, 0, 4, 0, 0.5),
                                      ('failed', 1, 3, 0, 0, 0, 0.0))
                AS r(outcome, n, input, cached, output, reasoning, cost)"""
-    totals = metrics.ModelTotals(stage="t", calls_sql=calls, outcomes=("time_limit",))
+    totals = stage_metrics.ModelTotals(stage="t", calls_sql=calls, outcomes=("time_limit",))
     m = metrics.Metrics()
-    m.add_source("totals", lambda: metrics.model_totals(pool, totals))
+    m.add_source("totals", lambda: stage_metrics.model_totals(pool, totals))
     rendered = await _text(m)
     assert 'gen_model_calls_total{outcome="translated",stage="t"} 2.0' in rendered
     assert 'gen_model_calls_total{outcome="failed",stage="t"} 1.0' in rendered

@@ -10,10 +10,8 @@
   new trace), so what a request publishes and logs carries it.
 - :func:`serve` — a ``/metrics``-only HTTP server for the services without an HTTP app.
 - :func:`consumer_lag` — the ``gen_consumer_*`` families of a :class:`~gen_common.kafka.LagProbe`;
-  :func:`work_queue_depth` — ``gen_queue_depth`` of a :mod:`gen_common.jobs` work table;
-  :func:`model_totals` — a model stage's ``gen_model_*`` totals from its own SQL
-  (:class:`ModelTotals`); :func:`by_label` and :func:`cached` help services turn their own SQL
-  into families.
+  :func:`by_label` and :func:`cached` help services turn their own SQL into families
+  (:mod:`gen_common.stage_metrics` has the families vision and translate share).
 
 With several uvicorn workers each process serves its own numbers (no multiprocess directory).
 """
@@ -24,7 +22,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -38,15 +35,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gen_common import http_server, jobs, tracing
+from gen_common import http_server, tracing
 from gen_common.errors import RetryableError
 from gen_common.kafka import LagProbe
 
 log = logging.getLogger(__name__)
 Source = Callable[[], Awaitable[Iterable[Metric]]]
 SOURCE_TIMEOUT_S = 5.0
-TOKEN_KINDS = ("input", "cached", "output", "reasoning")
-WORK_STATES = ("queued", "running")
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # What a scrape-time source may fail with; it is then left out of that scrape.
 SOURCE_TROUBLE = (
@@ -204,67 +199,6 @@ def by_label(
     for label, n in seen.items():
         family.add_metric([*fixed, label], n)
     return family
-
-
-async def work_queue_depth(pool: asyncpg.Pool, table: str) -> list[Metric]:
-    """``gen_queue_depth{queue=<table>,state}``: the queued and running rows of a work table
-    (:mod:`gen_common.jobs`; literal states, so its partial indexes serve the count)."""
-    rows = await pool.fetch(
-        f"""SELECT status, count(*) AS n FROM {jobs.table_name(table)}
-            WHERE status IN ('queued', 'running') GROUP BY status"""
-    )
-    family = GaugeMetricFamily("gen_queue_depth", "Work rows by state", labels=["queue", "state"])
-    by_label(family, rows, key="status", expected=WORK_STATES, fixed=[table])
-    return [family]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelTotals:
-    """Where a model stage's totals come from (SQL of the stage's own tables).
-
-    ``calls_sql``: rows ``(outcome, n)``, finished calls by outcome; with ``in_flight``, a NULL
-    outcome counts calls started and not finished. ``usage_sql``: rows with the columns
-    ``input``, ``cached``, ``output``, ``reasoning`` and ``cost`` of the stored results, summed;
-    None when ``calls_sql``'s rows carry them. ``outcomes`` are shown as 0 before the first.
-    """
-
-    stage: str
-    calls_sql: str
-    usage_sql: str | None = None
-    outcomes: Sequence[str] = ()
-    in_flight: bool = False
-
-
-async def model_totals(pool: asyncpg.Pool, totals: ModelTotals) -> list[Metric]:
-    """``gen_model_calls_total{stage,outcome}``, ``gen_model_calls_in_flight{stage}`` (with
-    ``in_flight``), ``gen_model_tokens_total{stage,kind}`` and ``gen_model_cost_usd_total``.
-    Whole-table aggregates: serve them through :func:`cached`."""
-    async with pool.acquire() as conn:
-        calls = await conn.fetch(totals.calls_sql)
-        usage = calls if totals.usage_sql is None else await conn.fetch(totals.usage_sql)
-    stage = totals.stage
-    done = CounterMetricFamily(
-        "gen_model_calls", "Finished model calls by outcome", labels=["stage", "outcome"]
-    )
-    finished = [r for r in calls if r["outcome"] is not None]
-    by_label(done, finished, key="outcome", expected=totals.outcomes, fixed=[stage])
-    families: list[Metric] = [done]
-    if totals.in_flight:
-        running = GaugeMetricFamily(
-            "gen_model_calls_in_flight", "Calls started, not finished", labels=["stage"]
-        )
-        running.add_metric([stage], float(sum(r["n"] for r in calls if r["outcome"] is None)))
-        families.append(running)
-    tokens = CounterMetricFamily(
-        "gen_model_tokens", "Tokens of stored results", labels=["stage", "kind"]
-    )
-    for kind in TOKEN_KINDS:
-        tokens.add_metric([stage, kind], float(sum(r[kind] or 0 for r in usage)))
-    cost = CounterMetricFamily(
-        "gen_model_cost_usd", "Cost of stored results (USD)", labels=["stage"]
-    )
-    cost.add_metric([stage], float(sum(r["cost"] or 0 for r in usage)))
-    return [*families, tokens, cost]
 
 
 def cached(source: Source, *, every_s: float) -> Source:

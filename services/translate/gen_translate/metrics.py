@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 import asyncpg
-from gen_common import breaker_metrics, kafka, metrics
+from gen_common import breaker_metrics, kafka, metrics, stage_metrics
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED
 
@@ -21,7 +21,7 @@ from gen_translate.settings import TranslateSettings
 
 STAGE = "translate"
 TOTALS_EVERY_S = 30.0
-TOTALS = metrics.ModelTotals(
+TOTALS = stage_metrics.ModelTotals(
     stage=STAGE,
     calls_sql="""SELECT outcome, count(*) AS n, sum(input_tokens) AS input,
                         sum(cached_tokens) AS cached, sum(output_tokens) AS output,
@@ -38,8 +38,8 @@ async def serve(settings: TranslateSettings, *, pool: asyncpg.Pool, breaker: Bre
         return
     m = metrics.Metrics()
     breaker_metrics.register(m, breaker, stage=STAGE)
-    m.add_source("queue", partial(metrics.work_queue_depth, pool, "translate_work"))
-    totals = partial(metrics.model_totals, pool, TOTALS)
+    m.add_source("queue", partial(stage_metrics.work_queue_depth, pool, "translate_work"))
+    totals = partial(stage_metrics.model_totals, pool, TOTALS)
     m.add_source("totals", metrics.cached(totals, every_s=TOTALS_EVERY_S))
     topics = [LOTS_ASSESSED, JOBS_CONTROL]
     async with kafka.open_lag_probe(settings.kafka, group=STAGE, topics=topics) as probe:

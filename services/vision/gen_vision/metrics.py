@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 import asyncpg
-from gen_common import breaker_metrics, kafka, metrics
+from gen_common import breaker_metrics, kafka, metrics, stage_metrics
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED
 
@@ -21,7 +21,7 @@ from gen_vision.settings import VisionSettings
 
 STAGE = "vision"
 TOTALS_EVERY_S = 30.0
-TOTALS = metrics.ModelTotals(
+TOTALS = stage_metrics.ModelTotals(
     stage=STAGE,
     calls_sql="SELECT outcome, count(*) AS n FROM vision_calls GROUP BY outcome",
     usage_sql="""SELECT sum(input_tokens) AS input, sum(cached_tokens) AS cached,
@@ -39,8 +39,8 @@ async def serve(settings: VisionSettings, *, pool: asyncpg.Pool, breaker: Breake
         return
     m = metrics.Metrics()
     breaker_metrics.register(m, breaker, stage=STAGE)
-    m.add_source("queue", partial(metrics.work_queue_depth, pool, "vision_work"))
-    totals = partial(metrics.model_totals, pool, TOTALS)
+    m.add_source("queue", partial(stage_metrics.work_queue_depth, pool, "vision_work"))
+    totals = partial(stage_metrics.model_totals, pool, TOTALS)
     m.add_source("totals", metrics.cached(totals, every_s=TOTALS_EVERY_S))
     topics = [LOTS_SUBMITTED, JOBS_CONTROL]
     async with kafka.open_lag_probe(settings.kafka, group=STAGE, topics=topics) as probe:
