@@ -31,6 +31,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -222,14 +224,34 @@ def big_job(port: int, pid: int, body: bytes) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--lots", type=int, default=50_000)
-    parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--job-only", action="store_true", help="skip the v2 submissions")
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Server:
+    """A running ``python -m gen_ingest`` and the v2 client this run signs with."""
+
+    port: int
+    pid: int
+    client_id: str
+    key_id: str
+    secret: bytes
+
+    def requests(self, count: int, *, first: int = 0) -> list[bytes]:
+        return [
+            signed_request(self.port, self.client_id, self.key_id, self.secret, first + i)
+            for i in range(count)
+        ]
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every ingest benchmark shares (the v2 submissions')."""
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument("--requests", type=int, default=5000)
+    result.add_argument("--connections", type=int, default=16)
+    return result
+
+
+@contextlib.asynccontextmanager
+async def ingest_server() -> AsyncIterator[Server]:
+    """This client on CPU 1, a fresh v2 client and key, ingest on CPU 0 until the block ends."""
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {1})
     port = free_port()
@@ -244,21 +266,27 @@ async def main() -> None:
     proc = start_ingest(port, prefix, log)
     try:
         await wait_healthy(port)
-        v2: dict[str, Any] = {"skipped": True}
-        if not args.job_only:
-            warm = [signed_request(port, client_id, key_id, secret, -i - 1) for i in range(300)]
-            await v2_submissions(port, warm, args.connections)
-            requests = [
-                signed_request(port, client_id, key_id, secret, i) for i in range(args.requests)
-            ]
-            v2 = await v2_submissions(port, requests, args.connections)
-            print("v2 single-lot:", v2, flush=True)
-        body = big_job_body(args.lots, args.images)
-        job = await asyncio.to_thread(big_job, port, proc.pid, body)
-        print("50k job:", {k: v for k, v in job.items() if k != "answer"}, flush=True)
+        yield Server(port, proc.pid, client_id, key_id, secret)
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+async def main() -> None:
+    cli = parser(__doc__.splitlines()[0] if __doc__ else "")
+    cli.add_argument("--lots", type=int, default=50_000)
+    cli.add_argument("--images", type=int, default=20)
+    cli.add_argument("--job-only", action="store_true", help="skip the v2 submissions")
+    args = cli.parse_args()
+    async with ingest_server() as server:
+        v2: dict[str, Any] = {"skipped": True}
+        if not args.job_only:
+            await v2_submissions(server.port, server.requests(300, first=-300), args.connections)
+            v2 = await v2_submissions(server.port, server.requests(args.requests), args.connections)
+            print("v2 single-lot:", v2, flush=True)
+        body = big_job_body(args.lots, args.images)
+        job = await asyncio.to_thread(big_job, server.port, server.pid, body)
+        print("50k job:", {k: v for k, v in job.items() if k != "answer"}, flush=True)
     versions = {
         name: importlib.metadata.version(name)
         for name in ("fastapi", "starlette", "uvicorn", "orjson", "asyncpg", "aiokafka")

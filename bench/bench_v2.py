@@ -12,21 +12,15 @@ ingest process with py-spy (``uvx py-spy``) during the measured run. Writes benc
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
 import pathlib
 import subprocess
-import tempfile
+import sys
 import time
-import uuid
 from typing import Any
-
-import asyncpg
-from gen_common import request_auth
 
 
 def _sibling(name: str) -> Any:
@@ -37,17 +31,12 @@ def _sibling(name: str) -> Any:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
 _ingest = _sibling("bench_ingest")
-free_port, signed_request, start_ingest = (
-    _ingest.free_port,
-    _ingest.signed_request,
-    _ingest.start_ingest,
-)
-v2_submissions, wait_healthy = _ingest.v2_submissions, _ingest.wait_healthy
 RESULTS = pathlib.Path(__file__).parent / "results" / "v2.json"
 
 
@@ -73,41 +62,22 @@ def profiler(pid: int, out: str, seconds: int) -> subprocess.Popen[bytes]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--profile", default="")
-    args = parser.parse_args()
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {1})
-    port = free_port()
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    db_url = os.environ.get("DB__URL", "postgresql://gen@127.0.0.1:55432/gen")
-    conn = await asyncpg.connect(db_url)
-    client_id = f"bench-{uuid.uuid4().hex[:8]}"
-    await request_auth.create_client(conn, client_id, rate_per_s=1_000_000, rate_burst=1_000_000)
-    key_id, secret = await request_auth.create_key(conn, client_id)
-    await conn.close()
-    log = pathlib.Path(tempfile.mkdtemp()) / "ingest.log"
-    proc = start_ingest(port, prefix, log)
-    try:
-        await wait_healthy(port)
-        warm = [signed_request(port, client_id, key_id, secret, -i - 1) for i in range(500)]
-        await v2_submissions(port, warm, args.connections)
-        requests = [
-            signed_request(port, client_id, key_id, secret, i) for i in range(args.requests)
-        ]
-        spy = profiler(proc.pid, args.profile, 4) if args.profile else None
+    cli = _ingest.parser(__doc__.splitlines()[0] if __doc__ else "")
+    cli.add_argument("--profile", default="")
+    args = cli.parse_args()
+    async with _ingest.ingest_server() as server:
+        await _ingest.v2_submissions(
+            server.port, server.requests(500, first=-500), args.connections
+        )
+        requests = server.requests(args.requests)
+        spy = profiler(server.pid, args.profile, 4) if args.profile else None
         load_before = os.getloadavg()
-        v2 = await v2_submissions(port, requests, args.connections)
+        v2 = await _ingest.v2_submissions(server.port, requests, args.connections)
         v2["load_average_before"] = [round(x, 2) for x in load_before]
         v2["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(v2), flush=True)
         if spy is not None:
             spy.wait(60)
-    finally:
-        proc.terminate()
-        proc.wait(30)
     RESULTS.write_text(
         json.dumps(
             {
