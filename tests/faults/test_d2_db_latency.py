@@ -1,7 +1,9 @@
 """D2: every PostgreSQL connection of every service gets 2 s of latency (each server → client chunk
-held 2 s in tests.harness.fault_proxy) for 30 s while a job is in flight — the catalogue says 60 s;
-30 s keeps the suite's time budget and already covers every lease of the system (vision 10 s,
-renewed every 3.3 s; translate 40 s; notifier 20 s).
+held 2 s in tests.harness.fault_proxy) while a job is in flight. The catalogue (reliability.md §7)
+says 60 s; FAULT_S stays 30 s until vision's and translate's result statements stop updating the
+``jobs`` row (gen_common.job_usage.APPEND): at 60 s they queue on that row's lock behind the
+notifier's batch transaction for over 30 s, their statements hit command_timeout and a translate
+lease (40 s, not renewed) runs out — seen in 2 of 2 runs, with and without gen_common.db's bounds.
 
 Pass: no lease at least 3x the worst statement latency (a probe's ``SELECT 1`` through the proxy:
 two round trips, ~4 s) expires spuriously (a ``running`` row past its ``lease_until``, sampled
@@ -16,13 +18,11 @@ import time
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from tests.harness import checker, fault_run
 from tests.harness.fault_proxy import FaultProxy
-from tests.harness.processes import eventually
-from tests.harness.system import announce, open_system
+from tests.harness.system import announce
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 LATENCY_S = 2.0
@@ -62,84 +62,65 @@ async def test_proxy_latency_is_per_round_trip_and_reset_is_a_connection_error(
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.timeout(420)
-async def test_d2_two_seconds_of_db_latency_for_30s(
+@pytest.mark.timeout(600)
+async def test_d2_two_seconds_of_db_latency(
     migrated: str, kafka_bootstrap: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    # Lots in flight in every stage when the fault starts: 1 s per vision call.
-    sim = {"latency": {"kinds": {"vision": {"dist": "fixed", "ms": 1000}}}}
-    with FaultProxy.for_url(migrated, seed=2) as proxy:
-        async with (
-            open_system(
-                db_url=proxy.url(migrated), bootstrap=kafka_bootstrap, root=tmp_path, sim_config=sim
-            ) as system,
-            httpx.AsyncClient(timeout=120) as http,
-        ):
-            job = await fault_run.submit(system, http, LOTS, languages=["en", "ru", "de"])
-
-            async def some_done() -> bool:
-                return (await fault_run.lot_counts(pool, job.job_id)).get("completed", 0) > 0
-
-            await eventually(some_done, timeout=90, interval=0.2)
-            at_start = await fault_run.lot_counts(pool, job.job_id)
-            watch = fault_run.LeaseWatch(pool, job.job_id)
-            probe = await asyncpg.connect(proxy.url(migrated))
-            worst = 0.0
-            try:
-                async with watch.running():
-                    proxy.latency_s = LATENCY_S
-                    ends = time.monotonic() + FAULT_S
-                    while time.monotonic() < ends:  # the fault's length, probed meanwhile
-                        started = time.monotonic()
-                        await probe.fetchval("SELECT 1")
-                        worst = max(worst, time.monotonic() - started)
-                    proxy.clear()
-                    at_end = await fault_run.lot_counts(pool, job.job_id)
-                    status = await fault_run.wait_final(
-                        system, http, job.job_id, timeout=180, pool=pool
-                    )
-            finally:
-                proxy.clear()
-                await probe.close()
-            alive = system.alive()
-            expired, reaped = watch.counts(), fault_run.reaped(system)
-            extra = expired.get("vision_work", 0) + reaped["vision"]
-            found = await checker.settle(
-                pool,
-                system,
-                checker.Expect(
-                    job.job_id, 2, hook_path=job.hook, completion_path=job.done, in_flight=extra
-                ),
-                timeout=60,
-            )
-            partial = await fault_run.partial_state(pool, job, system.kafka.topic_prefix)
-            snap = proxy.snapshot()
-            leases = {
-                table: float(system.envs[service][f"{service.upper()}__LEASE_S"])
-                for table, service in LEASE_OF.items()
-            }
-            figures = {
+    async with fault_run.db_fault_run(
+        migrated=migrated,
+        bootstrap=kafka_bootstrap,
+        pool=pool,
+        root=tmp_path,
+        seed=2,
+        lots=LOTS,
+        vision_ms=1000,  # lots in flight in every stage when the fault starts
+    ) as run:
+        watch = fault_run.LeaseWatch(pool, run.job.job_id)
+        probe = await asyncpg.connect(run.proxy.url(migrated))
+        worst = 0.0
+        try:
+            async with watch.running():
+                run.proxy.latency_s = LATENCY_S
+                ends = time.monotonic() + FAULT_S
+                while time.monotonic() < ends:  # the fault's length, probed meanwhile
+                    started = time.monotonic()
+                    await probe.fetchval("SELECT 1")
+                    worst = max(worst, time.monotonic() - started)
+                run.proxy.clear()
+                at_end = await run.counts()
+                status = await run.wait_final(timeout=180)
+        finally:
+            run.proxy.clear()
+            await probe.close()
+        expired, reaped = watch.counts(), fault_run.reaped(run.system)
+        # Expired vision leases (and what the reaper requeued) may each repeat a model call.
+        extra = expired.get("vision_work", 0) + reaped["vision"]
+        verdict = await run.verdict(status, in_flight=extra, allowed=fault_run.STARTUP_NOISE)
+        leases = {
+            table: float(run.system.envs[service][f"{service.upper()}__LEASE_S"])
+            for table, service in LEASE_OF.items()
+        }
+        snap = run.proxy.snapshot()
+        announce(
+            "D2 db latency",
+            {
                 "latency_s": LATENCY_S,
                 "fault_s": FAULT_S,
                 "worst_probe_statement_s": round(worst, 2),
-                "lots_at_fault_start": at_start,
+                "lots_at_fault_start": run.at_start,
                 "lots_at_fault_end": at_end,
                 "lease_s": leases,
                 "expired_leases_seen": expired,
                 "reaped": reaped,
                 "lease_samples": watch.samples,
                 "proxy": snap,
-                "model_calls": dict(checker.model_calls(system, job.job_id)),
-            }
-            announce("D2 db latency", figures)
-            errors = checker.log_errors(system, allowed=fault_run.STARTUP_NOISE)
-    assert all(alive.values()), f"a process exited: {alive}"
-    assert status == "completed"
-    assert not found, found  # I1-I4, I6 (expired vision leases as allowed extra calls), I7
-    assert not partial, partial
+                "db_cleanups_failed": fault_run.db_cleanups(run.system),
+                "model_calls": dict(checker.model_calls(run.system, run.job.job_id)),
+            },
+        )
+    verdict.assert_clean()
     # A lease at least 3x the worst statement latency never expires spuriously.
     long_enough = [t for t, lease in leases.items() if lease >= 3 * worst]
     assert all(expired.get(t, 0) == 0 for t in long_enough), (long_enough, expired)
     assert at_end.get("completed", 0) < LOTS, f"the job was done before the fault ended: {at_end}"
     assert snap["delayed_chunks"] > 100, "the latency was never applied"
-    assert not errors, errors[:5]
