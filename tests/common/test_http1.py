@@ -182,3 +182,16 @@ async def test_post_sends_its_body_with_a_length() -> None:
         response = await client.post(f"http://127.0.0.1:{peer.port}/in", content=b"payload")
     assert response.content == b"ok"
     assert b"content-length: 7\r\n" in peer.requests[0].lower()
+
+
+async def test_an_http10_answer_is_not_kept_alive_unless_it_asks() -> None:
+    plain = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    asks = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    for answer, connections in ((plain, 2), (asks, 1)):
+        peer = Peer(lambda head, answer=answer: answer)  # type: ignore[misc]
+        server, client = await _client_for(peer)
+        async with server, client:
+            for _ in range(2):
+                response = await client.get(f"http://127.0.0.1:{peer.port}/")
+                assert (response.content, response.http_version) == (b"ok", "HTTP/1.0")
+        assert peer.connections == connections

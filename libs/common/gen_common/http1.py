@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import NamedTuple
 
 import httpx
 
@@ -35,8 +36,15 @@ class StaleConnection(Exception):
     """A kept-alive connection was closed by the peer before any answer."""
 
 
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[str, str]]]:
-    """Status, reason and header fields (names lower-cased) of the next final answer."""
+class Head(NamedTuple):
+    status: int
+    reason: str
+    fields: list[tuple[str, str]]  # names lower-cased, in order, repeats kept
+    http10: bool  # an HTTP/1.0 answer: no keep-alive unless it asks for it
+
+
+async def read_head(reader: asyncio.StreamReader) -> Head:
+    """The head of the next final answer (interim 1xx answers are skipped)."""
     while True:
         try:
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -56,7 +64,8 @@ async def read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[
                 if not sep:
                     raise ProtocolError("malformed header line")
                 fields.append((name.strip().lower(), value.strip()))
-        return status, parts[2] if len(parts) > 2 else "", fields
+        reason = parts[2] if len(parts) > 2 else ""
+        return Head(status, reason, fields, http10=parts[0] == "HTTP/1.0")
 
 
 async def body_chunks(
@@ -98,10 +107,11 @@ async def body_chunks(
         yield chunk
 
 
-def keeps_alive(headers: dict[str, str]) -> bool:
+def keeps_alive(headers: dict[str, str], *, http10: bool) -> bool:
     """Whether the connection may carry another request once this body was read in full."""
     framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
-    return framed and headers.get("connection", "").lower() != "close"
+    connection = headers.get("connection", "").lower()
+    return framed and (connection == "keep-alive" if http10 else connection != "close")
 
 
 async def close(writer: asyncio.StreamWriter) -> None:
@@ -123,13 +133,14 @@ class _Body(httpx.AsyncByteStream):
         transport: Http1Transport,
         key: Key,
         stream: Stream,
-        headers: dict[str, str],
+        head: Head,
         *,
         empty: bool,
         read_timeout: float | None,
     ) -> None:
         self._transport, self._key, self._stream = transport, key, stream
-        self._headers, self._empty, self._timeout = headers, empty, read_timeout
+        self._headers, self._http10 = dict(head.fields), head.http10
+        self._empty, self._timeout = empty, read_timeout
         self._complete = empty
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -155,7 +166,7 @@ class _Body(httpx.AsyncByteStream):
         self._complete = True
 
     async def aclose(self) -> None:
-        if self._complete and keeps_alive(self._headers):
+        if self._complete and keeps_alive(self._headers, http10=self._http10):
             self._transport.give_back(self._key, self._stream)
         else:
             await close(self._stream[1])
@@ -223,12 +234,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
         reader, writer = stream
         answered = False
         try:
-            writer.write(head)
-            async with asyncio.timeout(timeouts.get("write")):
-                await writer.drain()
-            try:
+            try:  # a kept-alive connection the peer closed fails here, before any answer
+                writer.write(head)
+                async with asyncio.timeout(timeouts.get("write")):
+                    await writer.drain()
                 async with asyncio.timeout(timeouts.get("read")):
-                    status, reason, fields = await read_head(reader)
+                    answer = await read_head(reader)
             except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
                 raise StaleConnection() from exc
             answered = True
@@ -241,14 +252,16 @@ class Http1Transport(httpx.AsyncBaseTransport):
         finally:
             if not answered:  # any failure, a cancel included: the connection is unusable
                 writer.close()
-        headers = dict(fields)
-        empty = request.method == "HEAD" or status in NO_BODY_STATUS
-        body = _Body(self, key, stream, headers, empty=empty, read_timeout=timeouts.get("read"))
+        empty = request.method == "HEAD" or answer.status in NO_BODY_STATUS
+        body = _Body(self, key, stream, answer, empty=empty, read_timeout=timeouts.get("read"))
         return httpx.Response(
-            status,
-            headers=fields,
+            answer.status,
+            headers=answer.fields,
             stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason.encode("latin-1")},
+            extensions={
+                "http_version": b"HTTP/1.0" if answer.http10 else b"HTTP/1.1",
+                "reason_phrase": answer.reason.encode("latin-1"),
+            },
         )
 
 

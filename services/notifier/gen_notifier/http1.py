@@ -109,12 +109,12 @@ class PinnedClient:
             conn.writer.write(head + body)
             await conn.writer.drain()
             try:
-                status, _, fields = await read_head(conn.reader)
+                answer = await read_head(conn.reader)
             except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
                 raise StaleConnection() from exc
-            headers = dict(fields)
+            status, headers = answer.status, dict(answer.fields)
             data, complete = await _read_capped(conn.reader, headers, read_limit)
-            reuse = complete and keeps_alive(headers)
+            reuse = complete and keeps_alive(headers, http10=answer.http10)
             return Answer(status, headers, data, truncated=not complete)
         finally:
             if reuse and len(self._idle.get(key, ())) < self._max_idle:
