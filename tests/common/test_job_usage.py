@@ -14,6 +14,10 @@ from gen_common import job_usage
 pytestmark = pytest.mark.pg
 
 
+APPEND = """INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                   reasoning_tokens, cost_usd)"""
+
+
 async def _job(pool: asyncpg.Pool) -> uuid.UUID:
     job_id = uuid.uuid4()
     await pool.execute(
@@ -25,7 +29,7 @@ async def _job(pool: asyncpg.Pool) -> uuid.UUID:
 
 
 async def _append(pool: asyncpg.Pool, job_id: uuid.UUID, n: int = 1) -> None:
-    await pool.executemany(job_usage.APPEND + " VALUES ($1, 10, 2, 5, 1, 0.001)", [(job_id,)] * n)
+    await pool.executemany(APPEND + " VALUES ($1, 10, 2, 5, 1, 0.001)", [(job_id,)] * n)
 
 
 async def _totals(pool: asyncpg.Pool, job_id: uuid.UUID) -> tuple[int, int, int, int, Decimal]:
@@ -35,7 +39,7 @@ async def _totals(pool: asyncpg.Pool, job_id: uuid.UUID) -> tuple[int, int, int,
         job_id,
     )
     assert row is not None
-    return tuple(row)  # type: ignore[return-value]
+    return tuple(row)
 
 
 async def _pending(pool: asyncpg.Pool, job_id: uuid.UUID) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from gen_common import job_usage
 from gen_common.events import Description, JobCancelRequested, LotFailed, LotTranslated
 from gen_common.signing import sign_lots
 from gen_notifier import handler
@@ -185,8 +184,12 @@ async def test_last_lots_finishing_concurrently_flush_everything(
         assert left == 0
 
 
+APPEND = """INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                   reasoning_tokens, cost_usd)"""
+
+
 async def _append_usage(pool: asyncpg.Pool, job_id: uuid.UUID, n: int) -> None:
-    await pool.executemany(job_usage.APPEND + " VALUES ($1, 100, 0, 10, 0, 0.25)", [(job_id,)] * n)
+    await pool.executemany(APPEND + " VALUES ($1, 100, 0, 10, 0, 0.25)", [(job_id,)] * n)
 
 
 async def test_finishing_or_cancelling_a_job_folds_its_usage(

@@ -7,6 +7,7 @@ import uuid
 
 import asyncpg
 import pytest
+from gen_common import job_usage
 from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
 from gen_translate import finish, handler
 from gen_translate.results import Outcome
@@ -133,6 +134,8 @@ async def test_usage_is_summed_and_added_to_the_lot_and_the_job(pool: asyncpg.Po
     lot = await lot_row(pool, job_id)
     assert lot["input_tokens"] == 120  # vision's 100 plus the two translations
     assert float(lot["cost_usd"]) == pytest.approx(0.5)
+    async with pool.acquire() as conn:  # as the notifier does: usage rows -> the job's totals
+        await job_usage.fold(conn, job_id)
     job = await pool.fetchrow("SELECT input_tokens, cost_usd FROM jobs WHERE job_id = $1", job_id)
     assert job is not None  # the fixture's job row holds no vision usage: only translate's
     assert job["input_tokens"] == 20

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from gen_common import job_usage
 from gen_common.breaker import BreakerSettings, State
 from gen_common.events import JobCancelRequested
 from gen_vision import handler, worker
@@ -102,6 +103,8 @@ async def test_lots_assessed_with_every_valid_image_and_missing_ones_recorded(
     assert rows[2]["missing_images"] == [broken]
     assert rows[0]["assessment"]["image_urls"] == ok
     assert all(i in range(4) for d in rows[0]["assessment"]["damages"] for i in d["image_indexes"])
+    async with pool.acquire() as conn:  # as the notifier does: usage rows -> the job's totals
+        await job_usage.fold(conn, job)
     job_row = await pool.fetchrow("SELECT input_tokens, cost_usd FROM jobs WHERE job_id = $1", job)
     assert job_row is not None
     assert job_row["input_tokens"] == sum(r["input_tokens"] for r in rows)

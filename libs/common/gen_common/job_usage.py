@@ -1,7 +1,7 @@
 """A job's token and cost totals, kept without a hot row.
 
 A stage that stores a model result appends the call's usage to ``job_usage`` in the same
-statement (:data:`APPEND`), instead of adding it to the ``jobs`` row that every worker of the job
+statement, instead of adding it to the ``jobs`` row that every worker of the job
 would otherwise update (migration 0060 says why). :func:`fold` moves pending rows into the jobs'
 totals: the notifier runs it every ``interval_s`` (:func:`keep_folding`) and, for one job, in the
 transaction that finalises it, so a finished job's totals are exact when its webhook goes out.
@@ -22,11 +22,6 @@ import uuid
 import asyncpg
 
 from gen_common.db import DB_TROUBLE, Conn
-
-# For a writer's statement: ``INSERT INTO job_usage (...) SELECT job_id, <usage...> FROM <cte>``
-# or ``... VALUES (...)``; the columns in this order.
-APPEND = """INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
-                                   reasoning_tokens, cost_usd)"""
 
 _FOLD = """
 WITH locked AS (

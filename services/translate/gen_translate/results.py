@@ -115,10 +115,10 @@ async def mark_translated(
                       cost_usd = cost_usd + $10, updated_at = now()
                WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
                RETURNING job_id)
-           UPDATE jobs SET input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
-                  output_tokens = output_tokens + $8, reasoning_tokens = reasoning_tokens + $9,
-                  cost_usd = cost_usd + $10, updated_at = now()
-           FROM lot WHERE jobs.job_id = lot.job_id""",
+           -- the job's share: folded into jobs by gen_common.job_usage (no hot row)
+           INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                  reasoning_tokens, cost_usd)
+           SELECT job_id, $6, $7, $8, $9, $10 FROM lot""",
         job_id,
         lot_seq,
         descriptions,

@@ -36,12 +36,10 @@ async def save_result(
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                ON CONFLICT (job_id, lot_seq) DO NOTHING
                RETURNING job_id, lot_seq),
-           j AS (
-               UPDATE jobs SET input_tokens = input_tokens + $9,
-                      cached_tokens = cached_tokens + $10, output_tokens = output_tokens + $11,
-                      reasoning_tokens = reasoning_tokens + $12, cost_usd = cost_usd + $13,
-                      updated_at = now()
-               FROM r WHERE jobs.job_id = r.job_id)
+           j AS (  -- the job's share: folded into jobs by gen_common.job_usage (no hot row)
+               INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                      reasoning_tokens, cost_usd)
+               SELECT job_id, $9, $10, $11, $12, $13 FROM r)
            UPDATE lots SET status = CASE WHEN lots.status IN ('pending', 'assessing')
                                          THEN 'assessed' ELSE lots.status END,
                   missing_images = $5, input_tokens = lots.input_tokens + $9,
