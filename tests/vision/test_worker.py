@@ -257,6 +257,24 @@ async def test_a_lot_cancelled_after_queueing_makes_no_call_and_no_event(
     assert await pool.fetchval("SELECT status FROM lots WHERE job_id = $1", job) == "cancelled"
 
 
+async def test_a_lot_of_a_job_ingest_aborted_makes_no_call(
+    pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
+) -> None:
+    """Kafka acknowledged some of a job's lots and vision queued them, then ingest hit its publish
+    deadline and aborted the job (jobs row deleted, lots with it): the queued work is dropped."""
+    stack: Stack = await make_deps()
+    job = uuid.uuid4()
+    await submit(pool, [lot(job, 0, [image_host.url("img/a.jpg")])], stack.deps.options)
+    async with pool.acquire() as conn, conn.transaction():  # what ingest's store.abort_job does
+        await conn.execute("INSERT INTO aborted_jobs (job_id, reason) VALUES ($1, 'test')", job)
+        await conn.execute("DELETE FROM jobs WHERE job_id = $1", job)
+    await run_job(pool, stack, [], job_id=job)
+    assert calls_of(sim, job) == []
+    assert await outbox_events(pool, job) == []
+    [row] = await work_rows(pool, job)
+    assert (row["status"], row["model_calls"]) == ("cancelled", 0)
+
+
 async def test_a_cancel_between_claim_and_call_stops_the_model_call(
     pool: asyncpg.Pool, sim: RunningSim, image_host: ImageHost, make_deps: Callable[..., Any]
 ) -> None:

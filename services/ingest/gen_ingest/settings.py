@@ -30,7 +30,7 @@ class IngestOptions(BaseModel):
     )
     sync_budget_s: float = Field(default=300.0, gt=0)
     publish_timeout_s: float = Field(
-        default=10.0,
+        default=30.0,
         gt=0,
         description="a submission's lots not all acknowledged by Kafka by then: 503, job aborted",
     )

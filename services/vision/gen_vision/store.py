@@ -103,15 +103,17 @@ async def call_started(
 ) -> int | None:
     """Log a model call about to start; None (nothing written) when it must not start.
 
-    One statement checks, right before the call, that this worker still holds the lease and that
-    neither the job nor the lot was cancelled meanwhile (a cancel that landed after the claim).
+    One statement checks, right before the call, that this worker still holds the lease, that
+    the job still exists (ingest deletes a job it aborted, e.g. when Kafka acknowledged only part
+    of its lots in time) and that neither the job nor the lot was cancelled meanwhile (a cancel
+    that landed after the claim).
     """
     call_id: int | None = await conn.fetchval(
         """WITH ok AS (
                SELECT 1 FROM vision_work w
                WHERE w.id = $1 AND w.status = 'running' AND w.lease_owner = $5
-                 AND NOT EXISTS (SELECT 1 FROM jobs j
-                                 WHERE j.job_id = $2 AND j.status = 'cancelled')
+                 AND EXISTS (SELECT 1 FROM jobs j
+                             WHERE j.job_id = $2 AND j.status <> 'cancelled')
                  AND NOT EXISTS (SELECT 1 FROM lots l WHERE l.job_id = $2 AND l.lot_seq = $3
                                                         AND l.status = 'cancelled')),
            bump AS (UPDATE vision_work SET model_calls = model_calls + 1
