@@ -1,4 +1,4 @@
-"""HTTP/1.1 on asyncio streams: the wire format, and an httpx transport built on it.
+"""An httpx transport for HTTP/1.1 on asyncio streams (framing in :mod:`gen_common.http1_wire`).
 
 Why not httpcore: its connection pool costs O(connections) work per request
 (``_assign_requests_to_connections``); with 64 image checks in flight it was 40 % of vision's
@@ -18,107 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import NamedTuple
+from collections.abc import AsyncIterator
 
 import httpx
 
-MAX_HEAD = 64 * 1024
-READ_CHUNK = 64 * 1024
-NO_BODY_STATUS = frozenset({204, 304})
-
-
-class ProtocolError(Exception):
-    """The peer's answer is not valid HTTP/1.1."""
-
-
-class StaleConnection(Exception):
-    """A kept-alive connection was closed by the peer before any answer."""
-
-
-class Head(NamedTuple):
-    status: int
-    reason: str
-    fields: list[tuple[str, str]]  # names lower-cased, in order, repeats kept
-    http10: bool  # an HTTP/1.0 answer: no keep-alive unless it asks for it
-
-
-async def read_head(reader: asyncio.StreamReader) -> Head:
-    """The head of the next final answer (interim 1xx answers are skipped)."""
-    while True:
-        try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise ProtocolError("response head too large") from exc
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise ProtocolError(f"bad status line {lines[0][:100]!r}")
-        status = int(parts[1])
-        if 100 <= status < 200:
-            continue  # interim answers (100 Continue) precede the real one
-        fields: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            if line:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise ProtocolError("malformed header line")
-                fields.append((name.strip().lower(), value.strip()))
-        reason = parts[2] if len(parts) > 2 else ""
-        return Head(status, reason, fields, http10=parts[0] == "HTTP/1.0")
-
-
-async def body_chunks(
-    reader: asyncio.StreamReader, headers: dict[str, str]
-) -> AsyncGenerator[bytes, None]:
-    """The body's bytes as they arrive: chunked, Content-Length, or delimited by close."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError as exc:
-                raise ProtocolError("bad chunk size") from exc
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass  # trailer fields, ignored
-                return
-            while size:
-                chunk = await reader.read(min(size, READ_CHUNK))
-                if not chunk:
-                    raise asyncio.IncompleteReadError(b"", size)
-                size -= len(chunk)
-                yield chunk
-            await reader.readexactly(2)
-        return
-    if "content-length" in headers:
-        try:
-            left = int(headers["content-length"])
-        except ValueError as exc:
-            raise ProtocolError("bad content-length") from exc
-        while left > 0:
-            chunk = await reader.read(min(left, READ_CHUNK))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", left)
-            left -= len(chunk)
-            yield chunk
-        return
-    while chunk := await reader.read(READ_CHUNK):
-        yield chunk
-
-
-def keeps_alive(headers: dict[str, str], *, http10: bool) -> bool:
-    """Whether the connection may carry another request once this body was read in full."""
-    framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
-    connection = headers.get("connection", "").lower()
-    return framed and (connection == "keep-alive" if http10 else connection != "close")
-
-
-async def close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
-        await writer.wait_closed()
-
+from gen_common.http1_wire import (
+    MAX_HEAD,
+    NO_BODY_STATUS,
+    Head,
+    ProtocolError,
+    StaleConnection,
+    body_chunks,
+    close,
+    keeps_alive,
+    read_head,
+)
 
 Key = tuple[str, str, str, int]
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gen_common.errors import RefusedAddress
-from gen_common.http1 import ProtocolError
+from gen_common.http1_wire import ProtocolError
 from gen_common.ssrf import Resolver, SsrfSettings, UnresolvableHost, resolve_checked
 
 from gen_notifier.http1 import PinnedClient

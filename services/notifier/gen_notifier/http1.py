@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gen_common.http1 import (
+from gen_common.http1_wire import (
     MAX_HEAD,
     ProtocolError,
     StaleConnection,
