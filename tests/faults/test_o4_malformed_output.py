@@ -18,16 +18,11 @@ import httpx
 import pytest
 
 from tests.harness import checker, fault_run
+from tests.harness.marks import SLOW_PROCESS_TEST
 from tests.harness.model_proxy import BROKEN_BODY, INVALID_JSON, MISSING_FIELDS, ModelProxy
 from tests.harness.system import announce, open_system
 
-pytestmark = [
-    pytest.mark.pg,
-    pytest.mark.kafka,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-]
+pytestmark = [*SLOW_PROCESS_TEST, pytest.mark.timeout(300)]
 REFUSE = "[[refuse]]"  # the simulator's refusal_marker
 SPOILED = {0: INVALID_JSON, 1: MISSING_FIELDS, 2: BROKEN_BODY, 3: REFUSE}
 LOTS = 12

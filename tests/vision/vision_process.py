@@ -2,7 +2,6 @@
 
 - :func:`vision_env` — the child's environment: wired to the test's PostgreSQL / Kafka prefix and
   to a simulator, loopback images allowed, short polls.
-- :func:`pg_backends` — its PostgreSQL connections (to wait until a killed one's are gone).
 - :func:`breaker_gauges` — its Prometheus ``/metrics`` (``VISION__METRICS_PORT``) as a dict.
 - :func:`transitions` — the breaker's state changes, read from its JSON log.
 - :func:`job_calls` / :func:`per_second` — the simulator's call log of one job, bucketed.
@@ -19,11 +18,10 @@ from typing import Any
 
 import httpx
 import orjson
-import psutil
 from gen_common.settings import KafkaSettings
 from openai_sim.process import RunningSim
 
-from tests.harness.processes import Child, settings_env
+from tests.harness.processes import settings_env
 
 BREAKER_LOG = "circuit breaker state change"
 
@@ -44,14 +42,6 @@ def vision_env(db_url: str, ks: KafkaSettings, sim: RunningSim, **overrides: str
     }
     values.update(overrides)
     return settings_env(**values)
-
-
-def pg_backends(proc: Child, pg_port: int) -> set[int]:
-    """Local ports of the process's PostgreSQL connections (= pg_stat_activity.client_port):
-    once none is left, every transaction a killed process had sent has committed or rolled back."""
-    assert proc.proc is not None
-    conns = psutil.Process(proc.proc.pid).net_connections(kind="tcp")
-    return {c.laddr.port for c in conns if c.raddr and c.raddr.port == pg_port}
 
 
 async def breaker_gauges(http: httpx.AsyncClient, port: int) -> dict[str, float]:
