@@ -53,13 +53,10 @@ async def proxied_pool(
             url=SecretStr(proxy.url(migrated)),
             pool_max=pool_max,
             command_timeout_s=command_timeout_s,
-        )
-        async with db.open_pool(
-            settings,
-            close_timeout_s=2,
             acquire_timeout_s=acquire_timeout_s,
             release_timeout_s=release_timeout_s,
-        ) as pool:
+        )
+        async with db.open_pool(settings, close_timeout_s=2) as pool:
             yield proxy, pool
 
 

@@ -144,8 +144,6 @@ async def open_pool(
     wait_s: float = 30.0,
     reset_on_release: bool = True,
     close_timeout_s: float = 10.0,
-    acquire_timeout_s: float | None = 60.0,
-    release_timeout_s: float | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
     """Open the pool, retrying the first connection for up to ``wait_s`` seconds.
 
@@ -153,10 +151,10 @@ async def open_pool(
     trip; only for services that keep no session state (no SET, LISTEN, advisory locks or
     cursors outside transactions). asyncpg still rolls back a transaction left open.
 
-    Every wait is bounded: a statement by ``command_timeout_s``; ``pool.acquire()`` by
-    ``acquire_timeout_s`` (TimeoutError, one of DB_TROUBLE); the reset on release by
-    ``release_timeout_s`` (default ``command_timeout_s``), after which the connection is
-    terminated. A failed release or ROLLBACK never replaces the block's exception (see _Pool).
+    Every wait is bounded (``DbSettings``): a statement by ``command_timeout_s``;
+    ``pool.acquire()`` by ``acquire_timeout_s`` (TimeoutError, one of DB_TROUBLE); the reset on
+    release by ``release_timeout_s`` (default ``command_timeout_s``), after which the connection
+    is terminated. A failed release or ROLLBACK never replaces the block's exception (see _Pool).
     """
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
@@ -174,8 +172,8 @@ async def open_pool(
                 init=_init_connection,
                 reset=None if reset_on_release else _keep_session,
             )
-            pool._acquire_timeout = acquire_timeout_s
-            pool._release_timeout = release_timeout_s or settings.command_timeout_s
+            pool._acquire_timeout = settings.acquire_timeout_s
+            pool._release_timeout = settings.release_timeout_s or settings.command_timeout_s
             await pool
             break
         except (OSError, asyncpg.CannotConnectNowError) as exc:

@@ -46,6 +46,10 @@ class DbSettings(_Frozen):
     pool_min: int = Field(default=1, ge=0)
     pool_max: int = Field(default=10, ge=1)
     command_timeout_s: float = Field(default=30.0, gt=0)
+    acquire_timeout_s: float = Field(default=60.0, gt=0, description="waiting for a pool slot")
+    release_timeout_s: float | None = Field(
+        default=None, gt=0, description="a connection's reset on release (default: command)"
+    )
 
 
 class OpenAISettings(_Frozen):
