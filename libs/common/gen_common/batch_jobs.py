@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from gen_common import jobs
+from gen_common.batch_source import LineError, batch_owner, check_stage
 from gen_common.db import Conn
-from gen_common.openai_batch import LineError, batch_owner, check_stage
 
 
 class JobsTable:

@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 from openai.types import Batch
 
+from gen_common.batch_options import BatchOptions
+from gen_common.batch_source import BatchSource, LineError
 from gen_common.db import Conn
-from gen_common.openai_batch import BatchOptions, BatchSource, LineError
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 SKIPPED = ("batch_expired", "batch_cancelled")

@@ -25,15 +25,10 @@ from openai.types import Batch
 from openai.types.responses import Response
 
 from gen_common.batch_lines import SKIPPED, TERMINAL, FailedBatch, line_error, settle_failure
+from gen_common.batch_options import BatchOptions
+from gen_common.batch_source import BatchSource, BatchUsage, LineError, process_id
 from gen_common.db import Conn, transaction
 from gen_common.errors import PermanentError, RetryableError
-from gen_common.openai_batch import (
-    BatchOptions,
-    BatchSource,
-    BatchUsage,
-    LineError,
-    process_id,
-)
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from typing import Final
 
 import orjson
 
+from gen_common.batch_options import BatchOptions
+from gen_common.batch_source import BatchRequest, LineError
 from gen_common.db import Conn
-from gen_common.openai_batch import BatchOptions, BatchRequest, LineError
 
 ENDPOINT: Final = "/v1/responses"
 PREFIX = b'{"custom_id":"'

@@ -25,9 +25,10 @@ from openai import AsyncOpenAI
 from openai.types import Batch
 
 from gen_common.batch_lines import settle_failure
+from gen_common.batch_options import BatchOptions
 from gen_common.batch_pack import ENDPOINT
+from gen_common.batch_source import BatchSource, LineError, process_id
 from gen_common.db import transaction
-from gen_common.openai_batch import BatchOptions, BatchSource, LineError, process_id
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,8 @@ import openai
 from gen_common.batch_lines import settle_failure
 from gen_common.batch_pack import Chunk, Packed, inflight_tokens, line, pack
 from gen_common.batch_remote import BatchRemote
+from gen_common.batch_source import BatchRequest, Rejected, batch_owner
 from gen_common.db import Conn, transaction
-from gen_common.openai_batch import (
-    BatchRequest,
-    Rejected,
-    batch_owner,
-)
 
 log = logging.getLogger(__name__)
 
