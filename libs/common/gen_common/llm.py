@@ -19,7 +19,9 @@
   any other 4xx                                 :class:`PermanentError`
   ============================================  ==============================================
 
-- Rate-limit headers and the client-side throttle live in :mod:`gen_common.ratelimits`.
+- Rate-limit headers and the client-side throttle live in :mod:`gen_common.ratelimits`; reading an
+  answer's body is :mod:`gen_common.llm_answer`, the start-up model check
+  :mod:`gen_common.model_check`.
 
 Retries: the SDK retries at most ``max_retries`` (default 1) times on its own. Our retries of a
 lot happen in the caller: :func:`retry_delay` gives a jittered exponential delay per error class
@@ -29,16 +31,11 @@ the work row's ``next_attempt_at``, which survives a crash and is visible in SQL
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import random
 import re
 from collections.abc import Mapping
-from types import SimpleNamespace
-from typing import Any
 
 import openai
-import orjson
 
 from gen_common.errors import (
     GenError,
@@ -51,7 +48,6 @@ from gen_common.errors import (
 from gen_common.ratelimits import retry_after
 from gen_common.settings import OpenAISettings
 
-log = logging.getLogger(__name__)
 IMAGE_CODES = frozenset(
     {"invalid_image_url", "failed_to_download_image", "image_file_not_found", "invalid_image"}
 )
@@ -87,46 +83,6 @@ def client(settings: OpenAISettings) -> openai.AsyncOpenAI:
         timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         max_retries=settings.max_retries,
     )
-
-
-# -- answers ---------------------------------------------------------------------------------------
-_ANSWER_FIELDS = ("id", "model", "status", "incomplete_details", "usage", "error")
-
-
-def _attrs(value: Any) -> Any:
-    if isinstance(value, dict):
-        return SimpleNamespace(**{k: _attrs(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_attrs(v) for v in value]
-    return value
-
-
-def answer_of(body: bytes) -> Any:
-    """A Responses API answer read from its JSON body, with the attribute access of the SDK's
-    ``Response`` for the fields the stages read (``id``, ``model``, ``status``, ``output`` items
-    and their ``content`` parts, ``incomplete_details``, ``usage``) and ``output_text``.
-
-    It replaces ``raw.parse()``, whose pydantic model construction cost ~0.7 ms of CPU per call
-    (measured against the simulator); missing fields read as None. A body that is not a JSON
-    object raises ``ValueError`` (as the SDK's parse does; :func:`classify` makes it
-    :class:`InvalidModelOutput`).
-    """
-    data = orjson.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("the answer is not a JSON object")
-    answer = _attrs(data)
-    for name in _ANSWER_FIELDS:
-        if not hasattr(answer, name):
-            setattr(answer, name, None)
-    answer.output = answer.output if isinstance(getattr(answer, "output", None), list) else []
-    answer.output_text = "".join(
-        part.text
-        for item in answer.output
-        if getattr(item, "type", None) == "message"
-        for part in getattr(item, "content", None) or ()
-        if getattr(part, "type", None) == "output_text" and isinstance(part.text, str)
-    )
-    return answer
 
 
 # -- error sorting -------------------------------------------------------------------------------
@@ -209,42 +165,3 @@ def retry_delay(
     if isinstance(error, QuotaExhausted):
         return max(delay, quota_s)
     return min(delay, cap_s)
-
-
-# -- start-up model check ------------------------------------------------------------------------
-async def check_models(
-    client: openai.AsyncOpenAI,
-    names: list[str],
-    *,
-    refuse_retired: bool = True,
-    today: dt.date | None = None,
-) -> dict[str, str | None]:
-    """Look the configured models up in ``GET /v1/models``; returns ``{name: shutdown_date}``.
-
-    A future shutdown date is a warning. A model that is already shut down, or not listed, is an
-    error: with ``refuse_retired`` it raises :class:`PermanentError` so the process refuses to
-    start (every call would be a 404 and every lot would fail). If ``/v1/models`` itself cannot
-    be read, the check is skipped with a warning: OpenAI's availability is no start-up condition.
-    """
-    today = today or dt.datetime.now(dt.UTC).date()
-    try:
-        listed = {m.id: m async for m in client.models.list()}
-    except (openai.OpenAIError, ValueError) as exc:
-        log.warning("cannot list OpenAI models; start-up check skipped", extra={"error": repr(exc)})
-        return {}
-    found: dict[str, str | None] = {}
-    for name in names:
-        model = listed.get(name)
-        shutdown = getattr(model, "shutdown_date", None) if model is not None else None
-        found[name] = str(shutdown) if shutdown else None
-        retired = model is None or (shutdown is not None and str(shutdown) <= today.isoformat())
-        if retired:
-            log.error("configured model is not served", extra={"model": name, "shutdown": shutdown})
-            if refuse_retired:
-                raise PermanentError(f"model {name} is not served (shutdown date {shutdown})")
-        elif shutdown:
-            log.warning(
-                "configured model has a shutdown date",
-                extra={"model": name, "shutdown_date": str(shutdown)},
-            )
-    return found

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Protocol, cast
 
 import openai
-from gen_common import llm, ratelimits
+from gen_common import llm, llm_answer, ratelimits
 from gen_common.errors import InvalidModelOutput, RateLimited
 from gen_common.events import TokenUsage
 from openai import NOT_GIVEN, AsyncOpenAI
@@ -154,7 +154,7 @@ class OpenAIDescriber:
                     timeout=NOT_GIVEN if timeout_s is None else timeout_s,
                 )
                 # the SDK's model construction (raw.parse()) cost ~0.7 ms of CPU per call
-                response = cast(Response, llm.answer_of(raw.http_response.content))
+                response = cast(Response, llm_answer.answer_of(raw.http_response.content))
             except (openai.OpenAIError, ValueError) as exc:
                 error = llm.classify(exc)
                 if isinstance(error, RateLimited) and not isinstance(error, llm.QuotaExhausted):

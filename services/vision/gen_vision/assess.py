@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 import openai
-from gen_common import llm, ratelimits
+from gen_common import llm, llm_answer, ratelimits
 from gen_common.breaker import Breaker, outcome_of
 from gen_common.errors import (
     BreakerOpen,
@@ -135,7 +135,7 @@ class OpenAIAssessor:
                 raw = await self._client.responses.with_raw_response.create(
                     model=request.pop("model"), extra_body=request
                 )
-                response = llm.answer_of(raw.http_response.content)  # not raw.parse(): CPU
+                response = llm_answer.answer_of(raw.http_response.content)  # not raw.parse(): CPU
             except (openai.OpenAIError, ValueError) as exc:
                 error = llm.classify(exc)
                 self._breaker.record(outcome_of(error), time.monotonic() - started)

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import httpx
-from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service
+from gen_common import db, kafka, llm, model_check, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
@@ -38,7 +38,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         await kafka.ensure_topics(settings.kafka)
         client = llm.client(settings.openai)
         stack.push_async_callback(client.close)
-        await llm.check_models(client, [o.model], refuse_retired=o.refuse_retired_models)
+        await model_check.check_models(client, [o.model], refuse_retired=o.refuse_retired_models)
         keep = o.images.concurrency  # keep-alive for every concurrent check: no reconnect churn
         images = await stack.enter_async_context(
             SafeClient(
