@@ -34,7 +34,7 @@ test: install ## run every test; starts its own Kafka and PostgreSQL on loopback
 test-fast: ## tests without the slow fault tests
 	$(UV) pytest -m "not slow"
 
-test-faults: ## only the slow fault tests, at the catalogue's full load (FAULTS_FULL=1; ~45 min)
+test-faults: ## only the slow fault tests, at the catalogue's full load (FAULTS_FULL=1)
 	FAULTS_FULL=1 $(UV) pytest -m slow
 
 schemas: ## regenerate schemas/ from gen_common.events
