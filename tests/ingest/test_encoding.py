@@ -7,8 +7,9 @@ from typing import Any
 
 from gen_common.events import LotSubmitted
 from gen_common.signing import sign_lots
+from gen_ingest.lot_checks import Lot
 from gen_ingest.submit import events
-from gen_ingest.validate import Lot, Request, lots_signature
+from gen_ingest.validate import Request, lots_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

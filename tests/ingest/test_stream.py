@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 from gen_ingest import spool_scan, stream
+from gen_ingest.request_body import Rejected
 from gen_ingest.settings import IngestOptions
 from gen_ingest.spooled import check_spooled
-from gen_ingest.validate import Rejected
 
 from tests.ingest.conftest import KEY, Ingest, lot, request_v1, submitted
 from tests.ingest.test_hostile import DEEP, signed_raw

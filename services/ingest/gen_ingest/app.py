@@ -22,9 +22,9 @@ from starlette.responses import Response
 from gen_ingest import openapi, probe, replies, routes, store, v2
 from gen_ingest.limits import BodyLimit
 from gen_ingest.metrics import Metrics, MetricsMiddleware
+from gen_ingest.request_body import Rejected
 from gen_ingest.settings import IngestSettings
 from gen_ingest.submit import Deps, PublishFailed
-from gen_ingest.validate import Rejected
 from gen_ingest.wire import V1JSON, error
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import asyncpg
 from starlette.responses import Response
 
 from gen_ingest import store
-from gen_ingest.validate import Rejected
+from gen_ingest.request_body import Rejected
 from gen_ingest.wire import raw
 
 WAIT_S = 10.0

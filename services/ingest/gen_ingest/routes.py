@@ -12,8 +12,9 @@ from fastapi import Request as HttpRequest
 from starlette.responses import Response
 
 from gen_ingest import docs, idempotency, store, stream, sync
+from gen_ingest.request_body import Rejected, is_json
 from gen_ingest.submit import Deps, create_job, mode_for
-from gen_ingest.validate import Rejected, Request, is_json
+from gen_ingest.validate import Request
 from gen_ingest.wire import V1JSON, error
 
 V1_CLIENT = "v1"

@@ -15,23 +15,11 @@ import ijson  # type: ignore[import-untyped]
 import orjson
 from gen_common.signing import canonical_json, matches_hex, sign_lots
 
+from gen_ingest.lot_checks import Lot, batch_lot, check_total, line_bytes, optional_url, sync_lot
+from gen_ingest.request_body import Rejected, parse_json
 from gen_ingest.settings import IngestOptions
 from gen_ingest.spool_scan import WANTED, scan, value_of
-from gen_ingest.validate import (
-    MAX_LANGUAGES,
-    Lot,
-    Rejected,
-    Request,
-    batch_lot,
-    check_head,
-    check_languages,
-    check_total,
-    check_v1,
-    line_bytes,
-    optional_url,
-    parse_json,
-    sync_lot,
-)
+from gen_ingest.validate import MAX_LANGUAGES, Request, check_head, check_languages, check_v1
 
 
 @dataclass(slots=True)

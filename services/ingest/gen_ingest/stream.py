@@ -1,8 +1,9 @@
 """Large v1 bodies without several copies in memory (issue 4: a 74 MB, 50,000-lot job).
 
 A body up to :data:`STREAM_ABOVE` bytes is kept in memory and parsed at once with orjson
-(:func:`gen_ingest.validate.parse_json`). A larger one is spooled to an unnamed temporary file as
-it streams in (hashed on the way for idempotency) and read back in two passes of ijson's C parser:
+(:func:`gen_ingest.request_body.parse_json`). A larger one is spooled to an unnamed temporary file
+as it streams in (hashed on the way for idempotency) and read back in two passes of ijson's C
+parser:
 
 1. the top level (``basic_parse``, no prefixes; :mod:`gen_ingest.spool_scan`): JSON validity, a
    nesting limit, the top-level keys and their small values, the number of lots;
@@ -28,9 +29,10 @@ from typing import IO
 
 from starlette.requests import Request as HttpRequest
 
+from gen_ingest.request_body import parse_json
 from gen_ingest.settings import IngestOptions
 from gen_ingest.spooled import check_spooled
-from gen_ingest.validate import Request, check_v1, parse_json
+from gen_ingest.validate import Request, check_v1
 
 STREAM_ABOVE = 4 * 1024 * 1024
 

@@ -15,9 +15,10 @@ from starlette.responses import Response
 
 from gen_ingest import docs, idempotency, store
 from gen_ingest.limits import read_body
+from gen_ingest.lot_checks import Lot, check_sizes
+from gen_ingest.request_body import Rejected, is_json, parse_json
 from gen_ingest.routes import DepsDep, too_many
 from gen_ingest.submit import Deps, create_job, events, mode_for, publish_lots
-from gen_ingest.validate import Lot, Rejected, check_sizes, is_json, parse_json
 from gen_ingest.validate import Request as Submission
 from gen_ingest.wire import V2JSON, error
 
