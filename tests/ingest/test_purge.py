@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from gen_ingest import store
+from gen_ingest import admission
 
 from tests.harness.processes import eventually
 from tests.ingest.conftest import MakeIngest
@@ -40,6 +40,6 @@ async def test_purge_drops_idle_rate_limit_buckets_and_keeps_busy_ones(
         "SELECT count(*) FROM idempotency_keys WHERE client_id = $1", f"client-{unique}"
     )
     async with pool.acquire() as conn:  # a purged bucket is a full one: burst 1 passes once
-        assert await store.acquire_rate(conn, idle, rate_per_s=0.01, burst=1) == 0.0
-        assert await store.acquire_rate(conn, idle, rate_per_s=0.01, burst=1) > 0.0
-        assert await store.acquire_rate(conn, busy, rate_per_s=0.01, burst=1) > 0.0
+        assert await admission.acquire_rate(conn, idle, rate_per_s=0.01, burst=1) == 0.0
+        assert await admission.acquire_rate(conn, idle, rate_per_s=0.01, burst=1) > 0.0
+        assert await admission.acquire_rate(conn, busy, rate_per_s=0.01, burst=1) > 0.0

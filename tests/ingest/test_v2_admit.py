@@ -1,4 +1,4 @@
-"""v2's one-statement admission (store.admit): nonce, rate slot and jobs row decided together.
+"""v2's one-statement admission (admission.admit): nonce, rate slot and jobs row decided together.
 
 Whatever the order of checks answers, a replayed, rate-limited or invalid request never leaves a
 jobs row behind, and a nonce is spent by every authenticated request — real PostgreSQL.
@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 import pytest
 from gen_common import request_auth
-from gen_ingest import store
+from gen_ingest import admission
 
 from tests.ingest.conftest import Ingest
 
@@ -27,8 +27,8 @@ def one_lot() -> dict[str, Any]:
     }
 
 
-def new_job() -> store.NewJob:
-    return store.NewJob(uuid.uuid4(), "realtime", ["en", "de"], 1, None)
+def new_job() -> admission.NewJob:
+    return admission.NewJob(uuid.uuid4(), "realtime", ["en", "de"], 1, None)
 
 
 async def jobs_of(pool: asyncpg.Pool, client_id: str) -> int:
@@ -43,9 +43,11 @@ async def client(pool: asyncpg.Pool, unique: str, *, rate: float, burst: int) ->
     return client_id
 
 
-async def admit(pool: asyncpg.Pool, client_id: str, nonce: str, job: store.NewJob | None) -> Any:
+async def admit(
+    pool: asyncpg.Pool, client_id: str, nonce: str, job: admission.NewJob | None
+) -> Any:
     async with pool.acquire() as conn:
-        return await store.admit(
+        return await admission.admit(
             conn,
             client_id=client_id,
             nonce=nonce,

@@ -13,7 +13,7 @@ from fastapi import Request as HttpRequest
 from gen_common.image_check import ImagesUnreachable, enforce_threshold
 from starlette.responses import Response
 
-from gen_ingest import docs, store
+from gen_ingest import admission, docs
 from gen_ingest.routes import DepsDep, too_many
 from gen_ingest.wire import V1JSON, error
 
@@ -33,7 +33,7 @@ async def test_image_validation(request: HttpRequest, deps: DepsDep) -> Response
         return error(503, "Image checks unavailable")
     address = request.client.host if request.client else "unknown"
     async with deps.pool.acquire() as conn:
-        wait = await store.acquire_rate(
+        wait = await admission.acquire_rate(
             conn, f"probe:{address}", rate_per_s=opts.probe_rate_per_s, burst=opts.probe_rate_burst
         )
     if wait:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi import Request as HttpRequest
 from starlette.responses import Response
 
-from gen_ingest import docs, idempotency, store, stream, sync
+from gen_ingest import admission, docs, idempotency, stream, sync
 from gen_ingest.request_body import Rejected, is_json
 from gen_ingest.submit import Deps, create_job, mode_for
 from gen_ingest.validate import Request
@@ -53,7 +53,7 @@ async def generate_descriptions(request: HttpRequest, deps: DepsDep) -> Response
     if not is_json(request.headers.get("content-type")):
         return error(400, "Content-Type must be application/json")
     async with deps.pool.acquire() as conn:
-        wait = await store.acquire_rate(
+        wait = await admission.acquire_rate(
             conn, "v1", rate_per_s=opts.v1_rate_per_s, burst=opts.v1_rate_burst
         )
     if wait:

@@ -13,7 +13,7 @@ from gen_common.events import Mode
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from gen_ingest import docs, idempotency, store
+from gen_ingest import admission, docs, idempotency
 from gen_ingest.limits import read_body
 from gen_ingest.lot_checks import Lot, check_sizes
 from gen_ingest.request_body import Rejected, is_json, parse_json
@@ -50,7 +50,7 @@ async def create(request: Request, deps: DepsDep) -> Response:
     The body checks are computed before the database is asked but reported after the auth and
     rate-limit answers, so a request without ``Idempotency-Key`` costs two round trips: the key
     lookup and one statement that records the nonce, takes the rate slot and inserts the jobs
-    row (store.admit), then the events (acks=all) before the 201.
+    row (admission.admit), then the events (acks=all) before the 201.
     """
     opts = deps.options
     body = await read_body(request)
@@ -68,7 +68,7 @@ async def create(request: Request, deps: DepsDep) -> Response:
     mode: Mode = "realtime"
     if problem is None and identity is None and submission is not None:
         mode = mode_for(len(submission.lots), opts)
-        job = store.NewJob(
+        job = admission.NewJob(
             job_id=uuid.uuid4(),
             mode=mode,
             languages=submission.languages,
@@ -85,7 +85,7 @@ async def create(request: Request, deps: DepsDep) -> Response:
             body=body,
             skew_s=opts.clock_skew_s,
         )
-        admitted = await store.admit(
+        admitted = await admission.admit(
             conn,
             client_id=signed.client_id,
             nonce=signed.nonce,
