@@ -224,7 +224,8 @@ async def arrivals(pool: asyncpg.Pool, client_id: str) -> dict[str, float]:
 
 
 def gcra(times: list[float], rate: float = RATE, burst: int = BURST) -> list[bool]:
-    """The reference GCRA (the SQL of gen_ingest.admission.acquire_rate): allowed or not per time."""
+    """The reference GCRA (the SQL of gen_ingest.admission.acquire_rate): allowed or not, per
+    time."""
     emission, tau = 1.0 / rate, burst / rate
     tat: float | None = None
     out = []
