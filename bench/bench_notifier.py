@@ -7,6 +7,9 @@ every delivery is ``delivered``. Each delivery is one claimed row, one signed PO
 row and one state update (its own transaction). Writes bench/results/notifier.json.
 
     DB__URL=postgresql://gen@127.0.0.1:55432/<db> uv run python bench/bench_notifier.py [-n 5000]
+
+Without ``DB__URL`` it uses the database ``bench_notifier`` on the ``make up`` server (created if
+missing), so the stack's own notifier never claims the seeded deliveries.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pydantic import SecretStr
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "notifier.json"
+STACK_SERVER = "postgresql://gen@127.0.0.1:55432"  # `make up`
 KEY = "bench-shared-key"
 
 
@@ -84,6 +88,18 @@ async def seed(pool: asyncpg.Pool, url: str, n: int) -> uuid.UUID:
     return job_id
 
 
+async def _database() -> str:
+    if url := os.environ.get("DB__URL"):
+        return url
+    conn = await asyncpg.connect(f"{STACK_SERVER}/gen")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench_notifier'"):
+            await conn.execute("CREATE DATABASE bench_notifier")
+    finally:
+        await conn.close()
+    return f"{STACK_SERVER}/bench_notifier"
+
+
 async def run(n: int, workers: int, in_flight: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     port_q, stop, counts = ctx.Queue(), ctx.Event(), ctx.Array("i", 3)
@@ -91,7 +107,7 @@ async def run(n: int, workers: int, in_flight: int) -> dict[str, Any]:
     proc.start()
     port, path = port_q.get(timeout=30)
     url = f"http://127.0.0.1:{port}{path}"
-    settings = DbSettings(url=SecretStr(os.environ["DB__URL"]), pool_max=workers + 4)
+    settings = DbSettings(url=SecretStr(await _database()), pool_max=workers + 4)
     o = NotifierOptions(
         shared_key=KEY,
         workers=workers,
