@@ -195,3 +195,19 @@ async def test_an_http10_answer_is_not_kept_alive_unless_it_asks() -> None:
                 response = await client.get(f"http://127.0.0.1:{peer.port}/")
                 assert (response.content, response.http_version) == (b"ok", "HTTP/1.0")
         assert peer.connections == connections
+
+
+async def test_idle_connections_are_capped_in_all_least_recently_used_closed_first() -> None:
+    peers = [Peer(fixed()) for _ in range(3)]
+    servers = [await _serve(p) for p in peers]
+    async with httpx.AsyncClient(transport=Http1Transport(max_idle=2), timeout=2.0) as client:
+        for peer in peers:
+            assert (await client.get(f"http://127.0.0.1:{peer.port}/")).status_code == 200
+        await asyncio.wait_for(peers[0].closed.wait(), 2)  # the oldest idle one was closed
+        assert not peers[1].closed.is_set()
+        assert not peers[2].closed.is_set()
+        assert (await client.get(f"http://127.0.0.1:{peers[2].port}/")).status_code == 200
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+    assert [p.connections for p in peers] == [1, 1, 1]  # the last request reused its connection

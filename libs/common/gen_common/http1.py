@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import httpx
@@ -87,23 +88,37 @@ class _Body(httpx.AsyncByteStream):
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 with keep-alive; at most ``max_idle`` idle connections per key."""
+    """HTTP/1.1 with keep-alive; at most ``max_idle`` idle connections in all (like httpx's
+    ``max_keepalive_connections``): past it, the least recently used one is closed, so a stream
+    of distinct image hosts never piles up open sockets."""
 
     def __init__(self, *, tls: ssl.SSLContext | None = None, max_idle: int = 64) -> None:
         self._tls = tls
         self._max_idle = max_idle
-        self._idle: dict[Key, list[Stream]] = {}
+        self._idle: OrderedDict[Key, list[Stream]] = OrderedDict()  # least recently used first
+        self._idle_count = 0
 
     def give_back(self, key: Key, stream: Stream) -> None:
-        idle = self._idle.setdefault(key, [])
-        if len(idle) < self._max_idle:
-            idle.append(stream)
-        else:
-            stream[1].close()
+        self._idle.setdefault(key, []).append(stream)
+        self._idle.move_to_end(key)
+        self._idle_count += 1
+        while self._idle_count > self._max_idle:
+            oldest = next(iter(self._idle))
+            self._take(oldest)[1].close()
+
+    def _take(self, key: Key) -> Stream:
+        """The newest idle connection of ``key`` (which must have one)."""
+        idle = self._idle[key]
+        stream = idle.pop()
+        if not idle:
+            del self._idle[key]
+        self._idle_count -= 1
+        return stream
 
     async def aclose(self) -> None:
         streams = [s for idle in self._idle.values() for s in idle]
         self._idle.clear()
+        self._idle_count = 0
         for _, writer in streams:
             await close(writer)
 
@@ -113,9 +128,9 @@ class Http1Transport(httpx.AsyncBaseTransport):
         key = (url.scheme, sni or url.host, url.host, url.port or _default_port(url.scheme))
         timeouts = request.extensions.get("timeout", {})
         head = _request_head(request, await request.aread())
-        while idle := self._idle.get(key):
+        while key in self._idle:
             with contextlib.suppress(StaleConnection):
-                return await self._exchange(key, idle.pop(), request, head, timeouts)
+                return await self._exchange(key, self._take(key), request, head, timeouts)
         stream = await self._connect(key, timeouts.get("connect"))
         try:
             return await self._exchange(key, stream, request, head, timeouts)
