@@ -46,6 +46,7 @@ async def proxied_pool(
     command_timeout_s: float = 30.0,
     acquire_timeout_s: float = 60.0,
     release_timeout_s: float | None = None,
+    reset_on_release: bool = False,
 ) -> AsyncIterator[tuple[FaultProxy, asyncpg.Pool]]:
     """A pool whose every connection passes the fault proxy."""
     with FaultProxy.for_url(migrated, seed=seed) as proxy:
@@ -56,7 +57,8 @@ async def proxied_pool(
             acquire_timeout_s=acquire_timeout_s,
             release_timeout_s=release_timeout_s,
         )
-        async with db.open_pool(settings, close_timeout_s=2) as pool:
+        pool_cm = db.open_pool(settings, close_timeout_s=2, reset_on_release=reset_on_release)
+        async with pool_cm as pool:
             yield proxy, pool
 
 
@@ -79,7 +81,8 @@ async def until_cancelled(pool: asyncpg.Pool, *, tx: bool, holding: asyncio.Even
 async def test_a_cancelled_block_stays_cancelled_when_its_cleanup_hits_a_reset(
     migrated: str, tx: bool
 ) -> None:
-    async with proxied_pool(migrated) as (proxy, pool):
+    # The full reset on release, so the release sends a query the proxy can reset.
+    async with proxied_pool(migrated, reset_on_release=True) as (proxy, pool):
         holding = asyncio.Event()
         task = asyncio.create_task(until_cancelled(pool, tx=tx, holding=holding))
         await asyncio.wait_for(holding.wait(), 10)
@@ -100,7 +103,10 @@ async def test_release_is_bounded_and_terminates_a_connection_whose_reset_hangs(
     migrated: str,
 ) -> None:
     # Statements may take 30 s; the release's reset gets 0.5 s, then the connection goes.
-    async with proxied_pool(migrated, release_timeout_s=0.5) as (proxy, pool):
+    async with proxied_pool(migrated, release_timeout_s=0.5, reset_on_release=True) as (
+        proxy,
+        pool,
+    ):
         conn = await pool.acquire()
         assert await conn.fetchval("SELECT 1") == 1
         raw = conn._con  # type: ignore[attr-defined]  # the connection behind the proxy object
@@ -112,6 +118,23 @@ async def test_release_is_bounded_and_terminates_a_connection_whose_reset_hangs(
         assert raw.is_closed()
         assert await pool.fetchval("SELECT 3") == 3
     assert 0.4 < took < 3, took
+
+
+async def test_the_default_release_sends_nothing_but_unlistens_a_listener(migrated: str) -> None:
+    async with proxied_pool(migrated, pool_max=1) as (proxy, pool):
+        conn = await pool.acquire()
+        assert await conn.fetchval("SELECT 1") == 1
+        proxy.paused = True  # a release that sent anything would wait for its answer
+        await asyncio.wait_for(pool.release(conn), 2)
+        proxy.clear()
+        conn = await pool.acquire()  # pool_max=1: the same connection, never reset
+        await conn.add_listener("gen_test_channel", lambda *_: None)
+        await conn.execute("SET application_name = 'kept'")  # session state we never use
+        with pytest.warns(asyncpg.InterfaceWarning, match="notification listener"):
+            await pool.release(conn)  # without remove_listener
+        async with pool.acquire() as again:
+            assert await again.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            assert await again.fetchval("SHOW application_name") == "kept"  # the same one
 
 
 async def test_acquire_is_bounded(migrated: str) -> None:

@@ -1,4 +1,4 @@
-"""gen_common.http1: the HTTP/1.1 wire format and the httpx transport built on it.
+"""gen_common.http1: the HTTP/1.1 wire format and the httpx and httpx2 transports built on it.
 
 The peer is a raw asyncio server on loopback that answers scripted bytes and counts connections,
 so framing (Content-Length, chunked, close-delimited, HEAD, 204/304), keep-alive reuse, stale
@@ -11,8 +11,11 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import openai
 import pytest
-from gen_common.http1 import Http1Transport
+from gen_common import llm
+from gen_common.http1 import Http1Transport, OpenAITransport
+from gen_common.settings import OpenAISettings
 
 Answer = Callable[[bytes], bytes | None]  # request head -> answer bytes (None: hang)
 
@@ -211,3 +214,30 @@ async def test_idle_connections_are_capped_in_all_least_recently_used_closed_fir
         server.close()
         await server.wait_closed()
     assert [p.connections for p in peers] == [1, 1, 1]  # the last request reused its connection
+
+
+async def test_the_openai_clients_transport_keeps_alive_and_maps_errors_to_the_sdks() -> None:
+    """llm.client runs the SDK on OpenAITransport: one kept-alive connection for many calls; a
+    hang is the SDK's APITimeoutError, a refused connection its APIConnectionError."""
+    body = b'{"object": "list", "data": []}'
+    peer = Peer(fixed(body, "Content-Type: application/json\r\n"))
+    server = await _serve(peer)
+    settings = OpenAISettings(
+        api_key="sk-test", base_url=f"http://127.0.0.1:{peer.port}/v1", timeout_s=1, max_retries=0
+    )
+    async with server:
+        client = llm.client(settings)
+        assert isinstance(client._client._transport, OpenAITransport)
+        for _ in range(3):
+            assert (await client.models.list()).data == []
+        assert peer.connections == 1
+        peer.answer = lambda head: None
+        with pytest.raises(openai.APITimeoutError):
+            await client.models.list()
+        await client.close()
+    server.close()
+    await server.wait_closed()
+    refused = llm.client(settings)  # the server is gone: connection refused
+    with pytest.raises(openai.APIConnectionError):
+        await refused.models.list()
+    await refused.close()

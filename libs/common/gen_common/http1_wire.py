@@ -1,7 +1,8 @@
 """HTTP/1.1 message framing on asyncio streams: reading an answer's head and body.
 
-Shared by :mod:`gen_common.http1` (an httpx transport, used for image checks) and the notifier's
-webhook client; each sends its own requests and decides what to do with the answer.
+Shared by :mod:`gen_common.http1_conns` (the connections behind our httpx and httpx2 transports)
+and the notifier's webhook client; each sends its own requests and decides what to do with the
+answer. The errors below are the transports' own; each transport maps them to its library's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,32 @@ READ_CHUNK = 64 * 1024
 NO_BODY_STATUS = frozenset({204, 304})
 
 
-class ProtocolError(Exception):
+class WireError(Exception):
+    """A request failed on the wire."""
+
+
+class ProtocolError(WireError):
     """The peer's answer is not valid HTTP/1.1."""
 
 
-class StaleConnection(Exception):
+class StaleConnection(WireError):
     """A kept-alive connection was closed by the peer before any answer."""
+
+
+class ConnectTimedOut(WireError):
+    """No connection within the connect timeout."""
+
+
+class ConnectFailed(WireError):
+    """The connection was refused, unreachable, or its TLS handshake failed."""
+
+
+class ReadTimedOut(WireError):
+    """No answer (or no more of its body) within the read or write timeout."""
+
+
+class ReadFailed(WireError):
+    """The connection broke during the exchange."""
 
 
 class Head(NamedTuple):

@@ -45,6 +45,7 @@ from gen_common.errors import (
     RetryableError,
     UpstreamUnavailable,
 )
+from gen_common.http1 import OpenAITransport
 from gen_common.ratelimits import retry_after
 from gen_common.settings import OpenAISettings
 
@@ -76,12 +77,14 @@ class ImageDownloadFailed(PermanentError):
 
 
 def client(settings: OpenAISettings) -> openai.AsyncOpenAI:
-    """The SDK client with an explicit timeout (read/write/pool and connect) and max_retries."""
+    """The SDK client with an explicit timeout (read/write/pool and connect) and max_retries,
+    on our HTTP/1.1 transport (:class:`gen_common.http1.OpenAITransport`)."""
     return openai.AsyncOpenAI(
         api_key=settings.api_key.get_secret_value() or "sk-unset",
         base_url=settings.base_url,
         timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         max_retries=settings.max_retries,
+        http_client=openai.DefaultAsyncHttpxClient(transport=OpenAITransport()),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-_ANSWER_FIELDS = ("id", "model", "status", "incomplete_details", "usage", "error")
+_ANSWER_FIELDS = ("id", "model", "status", "incomplete_details", "usage", "error", "output")
 
 
 def _attrs(value: Any) -> Any:
@@ -23,7 +23,8 @@ def _attrs(value: Any) -> Any:
 def answer_of(body: bytes) -> Any:
     """A Responses API answer read from its JSON body, with the attribute access of the SDK's
     ``Response`` for the fields the stages read (``id``, ``model``, ``status``, ``output`` items
-    and their ``content`` parts, ``incomplete_details``, ``usage``) and ``output_text``.
+    and their ``content`` parts, ``incomplete_details``, ``usage``) and ``output_text``; the
+    body's other fields are not read.
 
     It replaces ``raw.parse()``, whose pydantic model construction cost ~0.7 ms of CPU per call
     (measured against the simulator); missing fields read as None. A body that is not a JSON
@@ -33,10 +34,9 @@ def answer_of(body: bytes) -> Any:
     data = orjson.loads(body)
     if not isinstance(data, dict):
         raise ValueError("the answer is not a JSON object")
-    answer = _attrs(data)
-    for name in _ANSWER_FIELDS:
-        if not hasattr(answer, name):
-            setattr(answer, name, None)
+    # Only the fields read: the rest (the echoed request, its JSON schema included) is most of the
+    # body, and making attributes of it cost vision ~0.5 ms per call.
+    answer = SimpleNamespace(**{name: _attrs(data.get(name)) for name in _ANSWER_FIELDS})
     answer.output = answer.output if isinstance(getattr(answer, "output", None), list) else []
     answer.output_text = "".join(
         part.text

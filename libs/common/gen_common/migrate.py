@@ -72,7 +72,8 @@ async def apply(conn: Conn, migrations: list[Migration] | None = None) -> list[s
 
 
 async def run(settings: ServiceSettings) -> None:
-    async with db.open_pool(settings.db) as pool, pool.acquire() as conn:
+    # A session advisory lock: the full reset on release, should an unlock ever be missed.
+    async with db.open_pool(settings.db, reset_on_release=True) as pool, pool.acquire() as conn:
         applied = await apply(conn)
     log.info("migrations up to date", extra={"applied": applied})
 

@@ -90,9 +90,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         async with AsyncExitStack() as stack:
             await kafka.ensure_topics(settings.kafka)
             # Ingest keeps no session state (no SET, LISTEN, advisory locks): no reset round trip.
-            pool = await stack.enter_async_context(
-                db.open_pool(settings.db, reset_on_release=False)
-            )
+            pool = await stack.enter_async_context(db.open_pool(settings.db))
             publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
             keep = opts.images.concurrency
             image_client = await stack.enter_async_context(

@@ -68,9 +68,7 @@ def create_app(settings: StatusSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(
-                db.open_pool(settings.db, reset_on_release=False)
-            )
+            pool = await stack.enter_async_context(db.open_pool(settings.db))
             publisher = await stack.enter_async_context(kafka.open_publisher(settings.kafka))
             app.state.deps = Deps(
                 pool=pool,
