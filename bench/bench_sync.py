@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import socket
@@ -26,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -76,6 +76,14 @@ class _Images(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+def _serve_images(port_q: Any) -> None:
+    """The image host, in its own process: in the driver's it shared the GIL with the load
+    generator, and every image check waited on the client's own work."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    port_q.put(server.server_address[1])
+    server.serve_forever()
 
 
 def free_port() -> int:
@@ -372,17 +380,20 @@ async def _run(args: argparse.Namespace, db_url: str, bootstrap: str) -> None:
     finally:
         await pool.close()
     await kafka.ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    images = f"http://127.0.0.1:{server.server_address[1]}"
+    port_q: Any = mp.Queue()
+    host = mp.Process(target=_serve_images, args=(port_q,), daemon=True)
+    host.start()
+    images = f"http://127.0.0.1:{port_q.get(timeout=20)}"
     port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     with running(ZERO) as sim:
         env = environment(db_url, bootstrap, prefix, sim, port, args.env)
         with processes(env, logs, port) as pids:
             pids["openai_sim"] = sim.process.pid
+            pids["image_host"] = host.pid or 0
             figures = await measure(f"http://127.0.0.1:{port}", images, args, sim, pids)
-    server.shutdown()
+    host.terminate()
+    host.join(5)
     print(json.dumps(figures), flush=True)
     figures["stages_ms_median_sequential"] = await stages(db_url, await job_ids_of(db_url, "seq"))
     RESULTS.write_text(

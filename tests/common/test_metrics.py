@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -82,15 +83,25 @@ async def test_work_queue_depth_counts_queued_and_running_rows(
     pool: asyncpg.Pool, unique: str
 ) -> None:
     table = f"test_work_{unique}"
-    await pool.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, status text NOT NULL)")
+    await pool.execute(
+        f"CREATE TABLE {table} "
+        "(id serial PRIMARY KEY, status text NOT NULL, lease_until timestamptz)"
+    )
     try:
         m = metrics.Metrics()
         m.add_source("queue", lambda: stage_metrics.work_queue_depth(pool, table))
         lines = await _text(m)
         assert f'gen_queue_depth{{queue="{table}",state="queued"}} 0.0' in lines
+        now = datetime.now(UTC)  # a running row holds a lease (gen_common.jobs)
         await pool.executemany(
-            f"INSERT INTO {table} (status) VALUES ($1)",
-            [("queued",), ("queued",), ("running",), ("done",), ("failed",)],
+            f"INSERT INTO {table} (status, lease_until) VALUES ($1, $2)",
+            [
+                ("queued", None),
+                ("queued", None),
+                ("running", now),
+                ("done", None),
+                ("failed", None),
+            ],
         )
         lines = await _text(m)
         assert f'gen_queue_depth{{queue="{table}",state="queued"}} 2.0' in lines

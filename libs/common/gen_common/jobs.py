@@ -97,11 +97,12 @@ async def fail(conn: Conn, table: str, *, job_id: int, owner: str, error: str) -
 
 
 async def release(conn: Conn, table: str, *, owner: str) -> int:
-    """Give back every row ``owner`` holds (graceful shutdown)."""
+    """Give back every row ``owner`` holds (graceful shutdown). A held row has a lease:
+    ``lease_until IS NOT NULL`` lets the scan use the leased-rows index."""
     status = await conn.execute(
         f"""UPDATE {table_name(table)} SET status = 'queued', lease_owner = NULL,
                    lease_until = NULL, attempts = greatest(attempts - 1, 0)
-            WHERE status = 'running' AND lease_owner = $1""",
+            WHERE status = 'running' AND lease_owner = $1 AND lease_until IS NOT NULL""",
         owner,
     )
     return int(status.split()[-1])

@@ -23,10 +23,14 @@ WORK_STATES = ("queued", "running")
 
 async def work_queue_depth(pool: asyncpg.Pool, table: str) -> list[Metric]:
     """``gen_queue_depth{queue=<table>,state}``: the queued and running rows of a work table
-    (:mod:`gen_common.jobs`; literal states, so its partial indexes serve the count)."""
+    (:mod:`gen_common.jobs`). Each count matches a partial index: the due-rows index
+    (``status = 'queued'``) and the leased-rows index (``lease_until IS NOT NULL``)."""
+    t = jobs.table_name(table)
     rows = await pool.fetch(
-        f"""SELECT status, count(*) AS n FROM {jobs.table_name(table)}
-            WHERE status IN ('queued', 'running') GROUP BY status"""
+        f"""SELECT 'queued' AS status, count(*) AS n FROM {t} WHERE status = 'queued'
+            UNION ALL
+            SELECT 'running', count(*) FROM {t}
+            WHERE status = 'running' AND lease_until IS NOT NULL"""
     )
     family = GaugeMetricFamily("gen_queue_depth", "Work rows by state", labels=["queue", "state"])
     metrics.by_label(family, rows, key="status", expected=WORK_STATES, fixed=[table])
