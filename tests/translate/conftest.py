@@ -15,10 +15,10 @@ from gen_common import llm, ratelimits
 from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.events import LotAssessed, LotTranslated
 from gen_common.settings import OpenAISettings
+from gen_common.wakeup import Wakeup
 from gen_translate import handler, worker
 from gen_translate.describe import Describer, OpenAIDescriber
 from gen_translate.settings import TranslateOptions
-from gen_translate.wakeup import Wakeup
 from openai_sim.process import RunningSim, running
 from pydantic import SecretStr
 

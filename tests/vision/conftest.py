@@ -24,6 +24,7 @@ from gen_common.image_check import ImageCheckOptions
 from gen_common.safe_http import SafeClient
 from gen_common.settings import OpenAISettings
 from gen_common.ssrf import SsrfSettings
+from gen_common.wakeup import Wakeup
 from gen_vision import assess, worker
 from gen_vision.images import ImageChecker
 from gen_vision.settings import VisionOptions
@@ -161,7 +162,7 @@ async def make_deps(pool: asyncpg.Pool, sim: RunningSim) -> AsyncIterator[Any]:
             checker=ImageChecker(images, options.images),
             breaker=breaker,
             options=options,
-            wakeup=asyncio.Event(),
+            wakeup=Wakeup(),
         )
         return Stack(deps=deps, throttle=throttle)
 

@@ -16,11 +16,11 @@ from contextlib import AsyncExitStack
 from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
+from gen_common.wakeup import Wakeup
 
 from gen_translate import batch_path, handler, metrics, worker
 from gen_translate.describe import OpenAIDescriber
 from gen_translate.settings import TranslateSettings
-from gen_translate.wakeup import Wakeup
 
 GROUP = "translate"
 

@@ -23,13 +23,13 @@ from gen_common import jobs, logs
 from gen_common.breaker import Breaker, outcome_of
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import PermanentError, RetryableError
+from gen_common.wakeup import Wakeup
 
 from gen_translate import finish, outcome, store
 from gen_translate.describe import Describer
 from gen_translate.results import Outcome
 from gen_translate.settings import TranslateOptions
 from gen_translate.store import WORK
-from gen_translate.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 

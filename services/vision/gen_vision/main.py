@@ -20,6 +20,7 @@ from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
 from gen_common.safe_http import SafeClient
+from gen_common.wakeup import Wakeup
 
 from gen_vision import assess, batch_path, handler, metrics, worker
 from gen_vision.images import ImageChecker
@@ -62,7 +63,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             checker=ImageChecker(images, o.images),
             breaker=breaker,
             options=o,
-            wakeup=asyncio.Event(),
+            wakeup=Wakeup(),
             simulated=settings.openai.simulated,
         )
         batch = o.batch_min_lots is not None

@@ -21,6 +21,7 @@ from gen_common import jobs, logs
 from gen_common.breaker import Breaker
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import GenError
+from gen_common.wakeup import Wakeup
 
 from gen_vision import outcome, store
 from gen_vision.assess import Assessor, CallNotWanted
@@ -43,7 +44,7 @@ class Deps:
     checker: Checker
     breaker: Breaker
     options: VisionOptions
-    wakeup: asyncio.Event
+    wakeup: Wakeup
     simulated: bool = False  # OPENAI__SIMULATED: the assessment says it came from the simulator
 
 
@@ -88,13 +89,14 @@ async def run(deps: Deps, index: int) -> None:
             if not deps.breaker.available():
                 await asyncio.sleep(min(max(deps.breaker.open_for(), 0.05), o.idle_poll_s))
                 continue
-            deps.wakeup.clear()  # before the claim: a NOTIFY during an empty claim still wakes
+            seen = deps.wakeup.generation  # a NOTIFY during an empty claim still wakes
             try:
                 async with deps.pool.acquire() as conn:
                     rows = await jobs.claim(
                         conn, store.TABLE, owner=owner, lease_s=o.lease_s, where=REALTIME
                     )
                 if rows:
+                    deps.wakeup.notify()  # there may be more: wake one more idle worker
                     await process(deps, rows[0], owner)
                     continue
             except DB_TROUBLE as exc:
@@ -102,8 +104,7 @@ async def run(deps: Deps, index: int) -> None:
                 log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
                 await asyncio.sleep(o.idle_poll_s)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(deps.wakeup.wait(), o.idle_poll_s)
+            await deps.wakeup.wait(seen, o.idle_poll_s)
     finally:
         with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
             async with deps.pool.acquire() as conn:
@@ -165,17 +166,14 @@ async def reaper(pool: asyncpg.Pool, options: VisionOptions) -> None:
         await asyncio.sleep(options.reap_interval_s)
 
 
-async def listen(pool: asyncpg.Pool, wakeup: asyncio.Event) -> None:
-    """Wake idle workers when the consumer queues work (NOTIFY vision_work)."""
-
-    def wake(*_: object) -> None:
-        wakeup.set()
-
+async def listen(pool: asyncpg.Pool, wakeup: Wakeup) -> None:
+    """Wake an idle worker when the consumer queues work (NOTIFY vision_work); a worker that
+    claims a row wakes the next, so a burst ramps the workers up without a thundering herd."""
     conn = await pool.acquire()
     try:
-        await conn.add_listener(store.CHANNEL, wake)
+        await conn.add_listener(store.CHANNEL, wakeup.notify)
         await asyncio.Event().wait()
     finally:
         with contextlib.suppress(*DB_TROUBLE):
-            await conn.remove_listener(store.CHANNEL, wake)
+            await conn.remove_listener(store.CHANNEL, wakeup.notify)
         await pool.release(conn)

@@ -1,4 +1,4 @@
-"""Wake-ups of idle translate workers on the consumer's NOTIFY (``handler.WAKE_CHANNEL``)."""
+"""Wake-ups of idle workers on a NOTIFY of new work (vision's and translate's realtime workers)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import contextlib
 class Wakeup:
     """Wakes ONE idle worker per NOTIFY; a worker that then claims a row wakes the next one, so
     a burst of work ramps workers up as a chain instead of every idle worker running an empty
-    claim on every notification (a thundering herd that cost ~15 empty claims per lot). A
-    generation counter means no wake-up is missed: a worker whose claim raced a notification
+    claim on every notification (a thundering herd: an empty claim per idle worker per lot).
+    A generation counter means no wake-up is missed: a worker whose claim raced a notification
     claims again at once instead of sleeping."""
 
     def __init__(self) -> None:
