@@ -23,14 +23,16 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import httpx2
 
-from gen_common.http1_conns import Body, Connections, Request, response_extensions
+from gen_common.http1_conns import Body, Connections
 from gen_common.http1_wire import (
     ConnectFailed,
     ConnectTimedOut,
     Head,
     ReadFailed,
     ReadTimedOut,
+    Request,
     WireError,
+    response_extensions,
 )
 
 ErrorOf = Callable[[WireError], Exception]

@@ -20,8 +20,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Mapping
 
 import certifi
 
@@ -34,46 +33,18 @@ from gen_common.http1_wire import (
     ProtocolError,
     ReadFailed,
     ReadTimedOut,
+    Request,
     StaleConnection,
     body_chunks,
     close,
     keeps_alive,
     read_head,
+    request_head,
 )
 
 Key = tuple[str, str, str, int]  # scheme, TLS name, address dialled, port
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Timeouts = Mapping[str, float | None]
-
-
-class _URL(Protocol):
-    @property
-    def scheme(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int | None: ...
-    @property
-    def raw_path(self) -> bytes: ...
-
-
-class _Headers(Protocol):
-    @property
-    def raw(self) -> Iterable[tuple[bytes, bytes]]: ...
-
-
-class Request(Protocol):
-    """What we read of an ``httpx.Request`` or an ``httpx2.Request`` (same shape)."""
-
-    @property
-    def method(self) -> str: ...
-    @property
-    def url(self) -> _URL: ...
-    @property
-    def headers(self) -> _Headers: ...
-    @property
-    def extensions(self) -> Mapping[str, Any]: ...
-    async def aread(self) -> bytes: ...
 
 
 class Body:
@@ -212,13 +183,6 @@ class Connections:
         return answer, body
 
 
-def response_extensions(head: Head) -> dict[str, Any]:
-    return {
-        "http_version": b"HTTP/1.0" if head.http10 else b"HTTP/1.1",
-        "reason_phrase": head.reason.encode("latin-1"),
-    }
-
-
 def _tls_context() -> ssl.SSLContext:
     """Certificate checks against certifi's CA bundle, as httpx and httpx2 do by default."""
     return ssl.create_default_context(cafile=certifi.where())
@@ -226,16 +190,3 @@ def _tls_context() -> ssl.SSLContext:
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
-
-
-def request_head(request: Request, body: bytes) -> bytes:
-    target = request.url.raw_path.decode("ascii") or "/"
-    lines = [f"{request.method} {target} HTTP/1.1"]
-    lines += [
-        f"{k.decode('latin-1')}: {v.decode('latin-1')}"
-        for k, v in request.headers.raw
-        if k.lower() not in (b"content-length", b"transfer-encoding")
-    ]
-    if body or request.method not in ("GET", "HEAD"):
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -1,4 +1,4 @@
-"""HTTP/1.1 message framing on asyncio streams: reading an answer's head and body.
+"""HTTP/1.1 message framing on asyncio streams: a request's head, an answer's head and body.
 
 Shared by :mod:`gen_common.http1_conns` (the connections behind our httpx and httpx2 transports)
 and the notifier's webhook client; each sends its own requests and decides what to do with the
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
-from typing import NamedTuple
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 MAX_HEAD = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -127,3 +127,53 @@ async def close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
         await writer.wait_closed()
+
+
+class _URL(Protocol):
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def raw_path(self) -> bytes: ...
+
+
+class _Headers(Protocol):
+    @property
+    def raw(self) -> Iterable[tuple[bytes, bytes]]: ...
+
+
+class Request(Protocol):
+    """What we read of an ``httpx.Request`` or an ``httpx2.Request`` (same shape)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> _URL: ...
+    @property
+    def headers(self) -> _Headers: ...
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
+    async def aread(self) -> bytes: ...
+
+
+def request_head(request: Request, body: bytes) -> bytes:
+    target = request.url.raw_path.decode("ascii") or "/"
+    lines = [f"{request.method} {target} HTTP/1.1"]
+    lines += [
+        f"{k.decode('latin-1')}: {v.decode('latin-1')}"
+        for k, v in request.headers.raw
+        if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    if body or request.method not in ("GET", "HEAD"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def response_extensions(head: Head) -> dict[str, Any]:
+    return {
+        "http_version": b"HTTP/1.0" if head.http10 else b"HTTP/1.1",
+        "reason_phrase": head.reason.encode("latin-1"),
+    }
