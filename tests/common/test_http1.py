@@ -8,6 +8,7 @@ connections, timeouts and cancellation are each visible on the wire.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 import httpx
@@ -216,9 +217,13 @@ async def test_idle_connections_are_capped_in_all_least_recently_used_closed_fir
     assert [p.connections for p in peers] == [1, 1, 1]  # the last request reused its connection
 
 
-async def test_the_openai_clients_transport_keeps_alive_and_maps_errors_to_the_sdks() -> None:
+async def test_the_openai_clients_transport_keeps_alive_and_maps_errors_to_the_sdks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """llm.client runs the SDK on OpenAITransport: one kept-alive connection for many calls; a
     hang is the SDK's APITimeoutError, a refused connection its APIConnectionError."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)  # no proxy named: the direct transport
     body = b'{"object": "list", "data": []}'
     peer = Peer(fixed(body, "Content-Type: application/json\r\n"))
     server = await _serve(peer)
@@ -241,3 +246,11 @@ async def test_the_openai_clients_transport_keeps_alive_and_maps_errors_to_the_s
     with pytest.raises(openai.APIConnectionError):
         await refused.models.list()
     await refused.close()
+
+
+def test_the_openai_client_keeps_the_sdks_own_transport_behind_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    client = llm.client(OpenAISettings(api_key="sk-test"))
+    assert not isinstance(client._client._transport, OpenAITransport)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import random
 import re
+import urllib.request
 from collections.abc import Mapping
 
 import openai
@@ -78,13 +79,16 @@ class ImageDownloadFailed(PermanentError):
 
 def client(settings: OpenAISettings) -> openai.AsyncOpenAI:
     """The SDK client with an explicit timeout (read/write/pool and connect) and max_retries,
-    on our HTTP/1.1 transport (:class:`gen_common.http1.OpenAITransport`)."""
+    on our HTTP/1.1 transport (:class:`gen_common.http1.OpenAITransport`), which speaks to the
+    API directly: where the environment names a proxy (``HTTPS_PROXY`` and the like), the SDK's
+    own client is kept, so a deployment behind an egress proxy still gets out."""
+    direct = not urllib.request.getproxies()
     return openai.AsyncOpenAI(
         api_key=settings.api_key.get_secret_value() or "sk-unset",
         base_url=settings.base_url,
         timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         max_retries=settings.max_retries,
-        http_client=openai.DefaultAsyncHttpxClient(transport=OpenAITransport()),
+        http_client=openai.DefaultAsyncHttpxClient(transport=OpenAITransport()) if direct else None,
     )
 
 
