@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 CHANNEL = "gen_outbox"
 
 
+Row = tuple[str, str, bytes, str | None]  # topic, key, payload, traceparent
+
+
+def row_of(event: Event) -> Row:
+    """The outbox columns of ``event``, for a store that writes its outbox row inside a larger
+    statement of its own (that statement also runs ``pg_notify(CHANNEL, '')`` when it wrote)."""
+    return TOPIC_OF[event.type], key_of(event), encode(event), tracing.current()
+
+
 async def add(conn: Conn, event: Event) -> None:
     """Insert the event and queue the relay's NOTIFY (delivered at commit): one round trip."""
     await conn.execute(
@@ -35,10 +44,7 @@ async def add(conn: Conn, event: Event) -> None:
                 VALUES ($1, $2, $3, coalesce($4::text,
                     (SELECT traceparent FROM lots WHERE job_id = $5 AND lot_seq = $6))))
             SELECT pg_notify('{CHANNEL}', '')""",
-        TOPIC_OF[event.type],
-        key_of(event),
-        encode(event),
-        tracing.current(),
+        *row_of(event),
         getattr(event, "job_id", None),
         getattr(event, "lot_seq", None),
     )

@@ -73,21 +73,22 @@ async def record_assessed(
         return False
     if status != "assessed":
         return True  # e.g. cancelled: kept for the cost record, but announces nothing more
-    await outbox.add(
-        conn,
-        LotAssessed(
-            job_id=lot.job_id,
-            lot_seq=lot.lot_seq,
-            lot_id=lot.lot_id,
-            languages=lot.languages,
-            mode=lot.mode,
-            assessment=result.assessment,
-            description_en=result.html,
-            missing_images=missing_images,
-            usage=result.usage,
-        ),
-    )
+    await outbox.add(conn, assessed_event(lot, result, missing_images))
     return True
+
+
+def assessed_event(lot: LotRef, result: ModelResult, missing_images: list[str]) -> LotAssessed:
+    return LotAssessed(
+        job_id=lot.job_id,
+        lot_seq=lot.lot_seq,
+        lot_id=lot.lot_id,
+        languages=lot.languages,
+        mode=lot.mode,
+        assessment=result.assessment,
+        description_en=result.html,
+        missing_images=missing_images,
+        usage=result.usage,
+    )
 
 
 async def record_failed(

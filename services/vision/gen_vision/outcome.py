@@ -1,6 +1,6 @@
-"""What one attempt at a lot comes to, written in ONE transaction that starts with the owner
-check (``finish_work`` / ``jobs.retry_later`` / ``jobs.fail``), so a worker that lost its lease
-writes nothing.
+"""What one attempt at a lot comes to, written in ONE transaction (a success: one statement) that
+starts with the owner check (``results.finish_assessed`` / ``jobs.retry_later`` / ``jobs.fail``),
+so a worker that lost its lease writes nothing.
 
 Failure policy: 429 and breaker refusals requeue without using up an attempt; other retryable
 errors back off (jittered exponential, ``llm.retry_delay``) until ``max_attempts``; invalid model
@@ -15,7 +15,7 @@ import logging
 from dataclasses import replace
 
 import asyncpg
-from gen_common import jobs, llm
+from gen_common import jobs, llm, outbox
 from gen_common.breaker import Breaker
 from gen_common.errors import (
     BreakerOpen,
@@ -25,7 +25,7 @@ from gen_common.errors import (
     RateLimited,
 )
 
-from gen_vision import handler, store
+from gen_vision import handler, results, store
 from gen_vision.assess import CallNotWanted
 from gen_vision.images import ImagesUnreachable
 from gen_vision.lot_request import LotRequest, ModelResult
@@ -43,15 +43,23 @@ async def succeeded(
     call: tuple[int, str | None] | None = None,
     simulated: bool = False,
 ) -> None:
-    """Store the result and emit LotAssessed, with the successful call's log line."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await store.finish_work(conn, work_id=work["id"], owner=owner, call=call):
-            log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
-            return
-        if simulated:
-            result = replace(result, assessment={**result.assessment, "simulated": True})
-        ref = handler.LotRef.of(work)
-        await handler.record_assessed(conn, ref, result, missing_images=lot.missing_images)
+    """Store the result and emit LotAssessed, with the successful call's log line: one
+    statement (results.finish_assessed), atomic without a transaction block."""
+    if simulated:
+        result = replace(result, assessment={**result.assessment, "simulated": True})
+    event = handler.assessed_event(handler.LotRef.of(work), result, lot.missing_images)
+    async with pool.acquire() as conn:
+        stored = await results.finish_assessed(
+            conn,
+            work,
+            owner,
+            call,
+            result,
+            missing_images=lot.missing_images,
+            event=outbox.row_of(event),
+        )
+    if not stored:
+        log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
 
 
 def _missing(work: asyncpg.Record, error: GenError, lot: LotRequest | None) -> list[str]:

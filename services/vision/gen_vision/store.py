@@ -154,26 +154,6 @@ async def call_finished(conn: Conn, call_id: int, outcome: str, response_id: str
     )
 
 
-async def finish_work(
-    conn: Conn, *, work_id: int, owner: str, call: tuple[int, str | None] | None
-) -> bool:
-    """``jobs.finish`` (owner check) and, in the same statement, the successful call's log line
-    (written even when the lease was lost: the call happened). False: the lease was lost."""
-    done: bool = await conn.fetchval(
-        """WITH c AS (UPDATE vision_calls SET finished_at = now(), outcome = 'ok', response_id = $4
-                      WHERE id = $3),
-                f AS (UPDATE vision_work SET status = 'done', lease_owner = NULL,
-                             lease_until = NULL
-                      WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM f)""",
-        work_id,
-        owner,
-        call[0] if call else None,
-        call[1] if call else None,
-    )
-    return done
-
-
 async def note_attempt(
     conn: Conn,
     *,
