@@ -7,10 +7,12 @@ import uuid
 
 import asyncpg
 import pytest
-from gen_common import job_usage
+from gen_common import job_usage, jobs
+from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
-from gen_translate import finish, handler
+from gen_translate import finish, handler, results
 from gen_translate.results import Outcome
+from gen_translate.store import WORK
 
 from .conftest import DESCRIPTION_EN, assessed, create_job, emitted
 
@@ -178,6 +180,52 @@ async def test_concurrent_last_languages_emit_exactly_once(pool: asyncpg.Pool) -
         await pool.release(b)
     assert event is not None
     assert len(await emitted(pool, job_id)) == 1
+
+
+async def test_concurrent_workers_last_languages_emit_exactly_once(pool: asyncpg.Pool) -> None:
+    """The realtime path: results.settle stores the result and locks the lot in one statement;
+    the worker that gets the lock second sees the first one's result and emits."""
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "de"]))
+    owners = {"ru": "worker-a", "de": "worker-b"}
+    for language, owner in owners.items():
+        async with pool.acquire() as conn:
+            await jobs.claim(
+                conn,
+                WORK,
+                owner=owner,
+                lease_s=60,
+                where=f"job_id = '{job_id}' AND language = '{language}'",
+            )
+    ids = {r["language"]: r["id"] for r in await work_rows(pool, job_id)}
+    a, b = await pool.acquire(), await pool.acquire()
+    try:
+        tx_a, tx_b = a.transaction(), b.transaction()
+        await tx_a.start()
+        await tx_b.start()
+
+        async def save(conn: Conn, language: str) -> object:
+            locked = await results.settle(
+                conn, work_id=ids[language], owner=owners[language], o=done(job_id, language)
+            )
+            assert locked is not None
+            return await finish.complete_if_done(conn, job_id, 0, locked=locked)
+
+        assert await save(a, "ru") is None  # holds the lot's lock, sees only its own result
+        second = asyncio.create_task(save(b, "de"))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # queued on the lot's row lock
+        await tx_a.commit()
+        event = await asyncio.wait_for(second, 10)
+        await tx_b.commit()
+    finally:
+        await pool.release(a)
+        await pool.release(b)
+    assert event is not None
+    assert len(await emitted(pool, job_id)) == 1
+    async with pool.acquire() as conn:  # a lost lease writes nothing and locks nothing
+        lost = await results.settle(conn, work_id=ids["ru"], owner="a", o=done(job_id, "ru"))
+    assert lost is None
 
 
 async def test_many_concurrent_finishers_one_event_per_lot(pool: asyncpg.Pool) -> None:

@@ -72,9 +72,12 @@ def build_event(lot: asyncpg.Record, stored: Sequence[asyncpg.Record]) -> LotTra
     )
 
 
-async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTranslated | None:
-    """Emit the lot's LotTranslated if every language has an outcome and none was emitted."""
-    lot = await results.lock_lot(conn, job_id, lot_seq)
+async def complete_if_done(
+    conn: Conn, job_id: uuid.UUID, lot_seq: int, *, locked: asyncpg.Record | None = None
+) -> LotTranslated | None:
+    """Emit the lot's LotTranslated if every language has an outcome and none was emitted.
+    ``locked``: the lot's row, already locked by this transaction (results.settle)."""
+    lot = locked or await results.lock_lot(conn, job_id, lot_seq)
     if lot is None or lot["translated_at"] is not None or lot["cancelled"]:
         return None
     stored = await results.results_of(conn, job_id, lot_seq)
@@ -89,8 +92,8 @@ async def complete_if_done(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> LotTr
         pending=event.pending_languages,
         warnings=event.warnings,
         usage=event.usage,
+        event=outbox.row_of(event),
     )
-    await outbox.add(conn, event)
     return event
 
 

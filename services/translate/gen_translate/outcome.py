@@ -70,7 +70,7 @@ async def retry(
 
 async def save(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        # the owner check and the result row in one statement (results.settle); if the lease
-        # expired another worker owns the row now and nothing was written
-        if await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
-            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq)
+        # the owner check, the result row and the lot's lock in one statement (results.settle);
+        # if the lease expired another worker owns the row now and nothing was written
+        if lot := await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
+            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq, locked=lot)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import TokenUsage
 
@@ -58,25 +59,28 @@ async def insert_result(conn: Conn, o: Outcome) -> bool:
     return row is not None
 
 
-async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> bool:
-    """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, and
-    the outcome's result row only if this worker still held the row: ONE statement.
-    False: the lease was lost (nothing written). The caller then runs the lot's completion
-    check (finish.complete_if_done), which locks the lot row after this result exists."""
-    held: bool = await conn.fetchval(
+async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg.Record | None:
+    """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, the
+    outcome's result row only if this worker still held the row, and then the lot's row lock
+    (:func:`lock_lot`): ONE statement. Returns the locked lot row, or None when the lease was
+    lost (nothing written, nothing locked). The caller then runs the lot's completion check
+    (finish.complete_if_done) on it; its read of the results is a later statement, so it sees
+    every result committed by a finisher that held the lock before."""
+    return await conn.fetchrow(
         f"""WITH f AS (
                 UPDATE {WORK} SET status = $16, lease_owner = NULL, lease_until = NULL,
                        last_error = CASE WHEN $16 = 'done' THEN last_error
                                          ELSE coalesce($6, '') END
                 WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
             r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT})
-            SELECT EXISTS (SELECT 1 FROM f)""",
+            SELECT * FROM translate_lots
+            WHERE job_id = $1 AND lot_seq = $2 AND EXISTS (SELECT 1 FROM f)
+            FOR UPDATE""",
         *_result_args(o),
         work_id,
         owner,
         "done" if o.outcome == "translated" else "failed",
     )
-    return held
 
 
 async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
@@ -103,9 +107,11 @@ async def mark_translated(
     pending: list[str],
     warnings: list[str],
     usage: TokenUsage,
+    event: outbox.Row,
 ) -> None:
+    """The lot's completion and its LotTranslated in the outbox, in one statement."""
     await conn.execute(
-        """WITH marked AS (UPDATE translate_lots SET translated_at = now()
+        f"""WITH marked AS (UPDATE translate_lots SET translated_at = now()
                            WHERE job_id = $1 AND lot_seq = $2),
            lot AS (
                UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
@@ -114,11 +120,17 @@ async def mark_translated(
                       reasoning_tokens = reasoning_tokens + $9,
                       cost_usd = cost_usd + $10, updated_at = now()
                WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
-               RETURNING job_id)
+               RETURNING job_id),
            -- the job's share: folded into jobs by gen_common.job_usage (no hot row)
-           INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
-                                  reasoning_tokens, cost_usd)
-           SELECT job_id, $6, $7, $8, $9, $10 FROM lot""",
+           usage AS (
+               INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                      reasoning_tokens, cost_usd)
+               SELECT job_id, $6, $7, $8, $9, $10 FROM lot),
+           o AS (
+               INSERT INTO outbox (topic, key, payload, traceparent)
+               VALUES ($12, $13, $14, coalesce($15::text,
+                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2))))
+           SELECT pg_notify('{outbox.CHANNEL}', '')""",
         job_id,
         lot_seq,
         descriptions,
@@ -130,4 +142,5 @@ async def mark_translated(
         usage.reasoning_tokens,
         usage.cost_usd,
         list(FINAL_LOT_STATES),
+        *event,
     )
