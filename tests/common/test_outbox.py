@@ -8,6 +8,7 @@ import uuid
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 from gen_common import kafka, outbox
 from gen_common.events import LOTS_FAILED, LotFailed
 from gen_common.settings import KafkaSettings
@@ -47,3 +48,56 @@ async def test_rolled_back_events_are_never_published_and_committed_ones_are(
     mine = {key for key in received if key.startswith(str(job))}
     assert mine == {e.lot_key for e in kept}
     assert dropped.lot_key not in received
+
+
+async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
+    pool: asyncpg.Pool, kafka_settings: KafkaSettings
+) -> None:
+    """Passes start near the highest id published (outbox.Cursor); a row that commits after
+    newer ids went out is below that start, and the full pass after an idle poll publishes it."""
+    job = uuid.uuid4()
+    late, early = (
+        LotFailed(job_id=job, lot_seq=i, lot_id=i, stage="vision", reason="r") for i in (0, 1)
+    )
+    await kafka.ensure_topics(kafka_settings, [LOTS_FAILED])
+    straggler = await pool.acquire()
+    tx = straggler.transaction()
+    await tx.start()
+    await outbox.add(straggler, late)  # the lower id, not committed yet
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.add(conn, early)
+    cursor = outbox.Cursor(lookback=0, full_scan_s=3600)  # full passes: the first, after idling
+    async with kafka.open_publisher(kafka_settings) as publisher:
+        relay = asyncio.create_task(outbox.relay(pool, publisher, idle_s=0.3, cursor=cursor))
+        try:
+            topic = kafka_settings.topic(LOTS_FAILED)
+            assert early.lot_key in await _keys_of(kafka_settings, topic, job, 1)
+            assert cursor.floor > 0  # the next passes start above the straggler's id
+            await tx.commit()
+            await pool.release(straggler)
+            assert late.lot_key in await _keys_of(kafka_settings, topic, job, 2)
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+
+async def _keys_of(settings: KafkaSettings, topic: str, job: uuid.UUID, n: int) -> set[str]:
+    """This job's event keys on ``topic``, once there are ``n`` of them (or after 20 s)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    keys: set[str] = set()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(keys) < n and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                keys.update(k for r in records if (k := r.key.decode()).startswith(str(job)))
+    finally:
+        await consumer.stop()
+    return keys
