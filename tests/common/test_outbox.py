@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
-from gen_common import kafka, outbox
+from gen_common import db, kafka, migrate, outbox
 from gen_common.events import LOTS_FAILED, LotFailed
-from gen_common.settings import KafkaSettings
+from gen_common.settings import DbSettings, KafkaSettings
+from pydantic import SecretStr
 
 from tests.common.test_kafka import _consume_all
 
@@ -50,8 +52,28 @@ async def test_rolled_back_events_are_never_published_and_committed_ones_are(
     assert dropped.lot_key not in received
 
 
+@contextlib.asynccontextmanager
+async def _private_pool(pg_url: str, unique: str) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated database of its own: no other test's relay takes its outbox rows."""
+    name = f"outbox_{unique}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate.apply(conn)
+        finally:
+            await conn.close()
+        async with db.open_pool(DbSettings(url=SecretStr(url))) as pool:
+            yield pool
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
 async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
-    pool: asyncpg.Pool, kafka_settings: KafkaSettings
+    pg_url: str, unique: str, kafka_settings: KafkaSettings
 ) -> None:
     """Passes start near the highest id published (outbox.Cursor); a row that commits after
     newer ids went out is below that start, and the full pass after an idle poll publishes it."""
@@ -60,26 +82,27 @@ async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
         LotFailed(job_id=job, lot_seq=i, lot_id=i, stage="vision", reason="r") for i in (0, 1)
     )
     await kafka.ensure_topics(kafka_settings, [LOTS_FAILED])
-    straggler = await pool.acquire()
-    tx = straggler.transaction()
-    await tx.start()
-    await outbox.add(straggler, late)  # the lower id, not committed yet
-    async with pool.acquire() as conn, conn.transaction():
-        await outbox.add(conn, early)
-    cursor = outbox.Cursor(lookback=0, full_scan_s=3600)  # full passes: the first, after idling
-    async with kafka.open_publisher(kafka_settings) as publisher:
-        relay = asyncio.create_task(outbox.relay(pool, publisher, idle_s=0.3, cursor=cursor))
-        try:
-            topic = kafka_settings.topic(LOTS_FAILED)
-            assert early.lot_key in await _keys_of(kafka_settings, topic, job, 1)
-            assert cursor.floor > 0  # the next passes start above the straggler's id
-            await tx.commit()
-            await pool.release(straggler)
-            assert late.lot_key in await _keys_of(kafka_settings, topic, job, 2)
-        finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+    async with _private_pool(pg_url, unique) as pool:
+        straggler = await pool.acquire()
+        tx = straggler.transaction()
+        await tx.start()
+        await outbox.add(straggler, late)  # the lower id, not committed yet
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, early)
+        cursor = outbox.Cursor(lookback=0, full_scan_s=3600)  # full: the first, after idling
+        async with kafka.open_publisher(kafka_settings) as publisher:
+            relay = asyncio.create_task(outbox.relay(pool, publisher, idle_s=0.3, cursor=cursor))
+            try:
+                topic = kafka_settings.topic(LOTS_FAILED)
+                assert early.lot_key in await _keys_of(kafka_settings, topic, job, 1)
+                assert cursor.floor > 0  # the next passes start above the straggler's id
+                await tx.commit()
+                await pool.release(straggler)
+                assert late.lot_key in await _keys_of(kafka_settings, topic, job, 2)
+            finally:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
 
 
 async def _keys_of(settings: KafkaSettings, topic: str, job: uuid.UUID, n: int) -> set[str]:
