@@ -238,7 +238,11 @@ def events_lot_seq(event: object) -> int:
     return event.lot_seq
 
 
-async def _consume_all(bootstrap: str, topic: str, expected: int) -> set[str]:
+async def _consume_all(
+    bootstrap: str, topic: str, expected: int, *, prefix: str = "", timeout_s: float = 60
+) -> set[str]:
+    """The keys (those starting with ``prefix``) on ``topic``, once ``expected`` of them were
+    read, or after ``timeout_s``."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -249,10 +253,10 @@ async def _consume_all(bootstrap: str, topic: str, expected: int) -> set[str]:
     await consumer.start()
     keys: set[str] = set()
     try:
-        deadline = asyncio.get_running_loop().time() + 60
+        deadline = asyncio.get_running_loop().time() + timeout_s
         while len(keys) < expected and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                keys.update(r.key.decode() for r in records)
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                keys.update(k for r in records if (k := r.key.decode()).startswith(prefix))
     finally:
         await consumer.stop()
     return keys

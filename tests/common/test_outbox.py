@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from gen_common import db, kafka, migrate, outbox
 from gen_common.events import LOTS_FAILED, LotFailed
 from gen_common.settings import DbSettings, KafkaSettings
@@ -107,20 +106,4 @@ async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
 
 async def _keys_of(settings: KafkaSettings, topic: str, job: uuid.UUID, n: int) -> set[str]:
     """This job's event keys on ``topic``, once there are ``n`` of them (or after 20 s)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    keys: set[str] = set()
-    try:
-        deadline = asyncio.get_running_loop().time() + 20
-        while len(keys) < n and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                keys.update(k for r in records if (k := r.key.decode()).startswith(str(job)))
-    finally:
-        await consumer.stop()
-    return keys
+    return await _consume_all(settings.bootstrap_servers, topic, n, prefix=str(job), timeout_s=20)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 import pytest
@@ -162,14 +164,23 @@ async def test_concurrent_last_languages_emit_exactly_once(pool: asyncpg.Pool) -
     """Two transactions store the last two languages; the lock makes the later one emit."""
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "de"]))
-    a = await pool.acquire()
-    b = await pool.acquire()
+    event = await race(pool, lambda conn, lang: finish.record_outcome(conn, done(job_id, lang)))
+    assert event is not None
+    assert len(await emitted(pool, job_id)) == 1
+
+
+async def race(
+    pool: asyncpg.Pool, save: Callable[[Conn, str], Coroutine[Any, Any, object]]
+) -> object:
+    """Two transactions store the last two languages (ru, then de): the first holds the lot's
+    lock and emits nothing; the second queues on it and, once the first commits, emits."""
+    a, b = await pool.acquire(), await pool.acquire()
     try:
         tx_a, tx_b = a.transaction(), b.transaction()
         await tx_a.start()
         await tx_b.start()
-        assert await finish.record_outcome(a, done(job_id, "ru")) is None  # holds the lock
-        second = asyncio.create_task(finish.record_outcome(b, done(job_id, "de")))
+        assert await save(a, "ru") is None  # holds the lot's lock, sees only its own result
+        second = asyncio.create_task(save(b, "de"))
         await asyncio.sleep(0.2)
         assert not second.done()  # queued on the lot's row lock
         await tx_a.commit()
@@ -178,8 +189,7 @@ async def test_concurrent_last_languages_emit_exactly_once(pool: asyncpg.Pool) -
     finally:
         await pool.release(a)
         await pool.release(b)
-    assert event is not None
-    assert len(await emitted(pool, job_id)) == 1
+    return event
 
 
 async def test_concurrent_workers_last_languages_emit_exactly_once(pool: asyncpg.Pool) -> None:
@@ -198,30 +208,15 @@ async def test_concurrent_workers_last_languages_emit_exactly_once(pool: asyncpg
                 where=f"job_id = '{job_id}' AND language = '{language}'",
             )
     ids = {r["language"]: r["id"] for r in await work_rows(pool, job_id)}
-    a, b = await pool.acquire(), await pool.acquire()
-    try:
-        tx_a, tx_b = a.transaction(), b.transaction()
-        await tx_a.start()
-        await tx_b.start()
 
-        async def save(conn: Conn, language: str) -> object:
-            locked = await results.settle(
-                conn, work_id=ids[language], owner=owners[language], o=done(job_id, language)
-            )
-            assert locked is not None
-            return await finish.complete_if_done(conn, job_id, 0, locked=locked)
+    async def save(conn: Conn, language: str) -> object:
+        locked = await results.settle(
+            conn, work_id=ids[language], owner=owners[language], o=done(job_id, language)
+        )
+        assert locked is not None
+        return await finish.complete_if_done(conn, job_id, 0, locked=locked)
 
-        assert await save(a, "ru") is None  # holds the lot's lock, sees only its own result
-        second = asyncio.create_task(save(b, "de"))
-        await asyncio.sleep(0.2)
-        assert not second.done()  # queued on the lot's row lock
-        await tx_a.commit()
-        event = await asyncio.wait_for(second, 10)
-        await tx_b.commit()
-    finally:
-        await pool.release(a)
-        await pool.release(b)
-    assert event is not None
+    assert await race(pool, save) is not None
     assert len(await emitted(pool, job_id)) == 1
     async with pool.acquire() as conn:  # a lost lease writes nothing and locks nothing
         lost = await results.settle(conn, work_id=ids["ru"], owner="a", o=done(job_id, "ru"))
