@@ -46,7 +46,7 @@ env-example: ## regenerate .env.example from the settings classes
 bench: ## run every benchmark against `make up`'s Kafka/PostgreSQL, each in its own database
 	@set -e; for b in bench/bench_*.py; do name=$$(basename $$b .py); echo "== $$b"; \
 	  createdb -h 127.0.0.1 -p 55432 -U gen $$name 2>/dev/null || true; \
-	  export DB__URL=postgresql://gen@127.0.0.1:55432/$$name; \
+	  export DB__URL=$$($(UV) python -m gen_devstack.pg_local url --database $$name); \
 	  $(UV) python -m gen_common.migrate >/dev/null 2>&1; $(UV) python $$b; done
 
 up: ## run the whole system locally: Kafka, PostgreSQL, migrations, every service, proxy

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -217,7 +218,7 @@ def one_run(
     args: argparse.Namespace, image_base: str, host_pid: int, code_root: str | None
 ) -> dict[str, Any]:
     url = os.environ.get("DB__URL", "postgresql://gen@127.0.0.1:55432/gen")
-    db = url.rsplit("/", 1)[-1].split("?")[0]
+    db = urllib.parse.urlsplit(url).path.lstrip("/")  # the URL may name a socket: ?host=/dir
     bootstrap = os.environ.get("KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     prefix = f"pipe{uuid.uuid4().hex[:8]}."
     settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=6)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from gen_common.errors import RefusedAddress
 from gen_common.safe_http import SafeClient
-from gen_common.ssrf import BLOCKED, SsrfSettings, refusal, resolve_checked
+from gen_common.ssrf import BLOCKED, SsrfSettings, refusal, resolve_checked, system_resolver
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -332,6 +332,30 @@ async def test_rebinding_with_system_resolver_goes_to_checked_address(
     assert response.status_code == 200
     assert origin.hits == [("127.0.0.3", "/rebind", f"rebind.test:{canary.port}")]
     assert lookups == ["rebind.test"]  # resolved once, by the guard; httpx never resolved
+
+
+@pytest.mark.parametrize(
+    ("host", "looked_up", "address"),
+    [
+        ("127.0.0.1", False, "127.0.0.1"),
+        ("::ffff:127.0.0.1", False, "::ffff:7f00:1"),
+        ("2130706433", True, "127.0.0.1"),
+        ("0x7f.1", True, "127.0.0.1"),
+    ],
+)
+async def test_system_resolver_reads_canonical_literals_itself(
+    monkeypatch: pytest.MonkeyPatch, host: str, looked_up: bool, address: str
+) -> None:
+    real = socket.getaddrinfo
+    lookups: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        lookups.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counted)
+    assert await system_resolver(host, 80) == [address]
+    assert lookups == ([host] if looked_up else [])
 
 
 async def test_rebinding_control_unpinned_httpx_hits_canary(

@@ -11,6 +11,7 @@ tables, CVE-2024-4032). The returned :class:`CheckedTarget` names the one addres
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
@@ -152,7 +153,11 @@ def refusal(addr: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """Resolve with the event loop's ``getaddrinfo`` (glibc semantics)."""
+    """Resolve with the event loop's ``getaddrinfo`` (glibc semantics). A host in the canonical
+    form of an address is that address (no thread hop); every other form, e.g. ``0x7f.1`` or
+    ``2130706433``, which ``ipaddress`` does not parse, goes to ``getaddrinfo``."""
+    with contextlib.suppress(ValueError):
+        return [str(ipaddress.ip_address(host))]
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )

@@ -28,7 +28,7 @@ SERVICES = ("ingest", "status", "vision", "translate", "notifier")
 DEV_KEY = "dev-secret-key-for-testing-2024"
 
 
-def _env(simulated: bool) -> dict[str, str]:
+def _env(simulated: bool, db_url: str) -> dict[str, str]:
     key = os.environ.get("GEN_SHARED_KEY", DEV_KEY)
     env = {k: v for k, v in os.environ.items() if "__" not in k}
     env.update(
@@ -36,7 +36,7 @@ def _env(simulated: bool) -> dict[str, str]:
             "ENV": "dev",
             "PYTHONUNBUFFERED": "1",
             "KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
-            "DB__URL": f"postgresql://gen@127.0.0.1:{PG_PORT}/gen",
+            "DB__URL": db_url,
             "INGEST__SHARED_KEY": key,
             "STATUS__SHARED_KEY": key,
             "NOTIFIER__SHARED_KEY": key,
@@ -106,7 +106,8 @@ def _say(line: str) -> None:
 
 def up() -> None:
     simulated = not os.environ.get("OPENAI_API_KEY")
-    env = _env(simulated)
+    pg = pg_local.Cluster(RUN / "pg", port=PG_PORT)
+    env = _env(simulated, pg.local_url)
     kafka = kafka_local.Cluster(RUN / "kafka", nodes=1, first_port=KAFKA_PORT)
     if not _alive("kafka"):
         took = kafka.start()
@@ -114,9 +115,8 @@ def up() -> None:
         (RUN / "pids" / "kafka.pid").parent.mkdir(parents=True, exist_ok=True)
         (RUN / "pids" / "kafka.pid").write_text(str(kafka.members[0].process.pid))
         _say(f"Apache Kafka ready on 127.0.0.1:{KAFKA_PORT} in {took:.1f}s")
-    pg = pg_local.Cluster(RUN / "pg", port=PG_PORT)
     took = pg.start()
-    _say(f"PostgreSQL ready at {pg.url} in {took:.1f}s")
+    _say(f"PostgreSQL ready at {pg.local_url} in {took:.1f}s")
     subprocess.run([sys.executable, "-m", "gen_common.migrate"], cwd=REPO, env=env, check=True)
     asyncio.run(_topics(env["KAFKA__BOOTSTRAP_SERVERS"]))
     if simulated and not _alive("openai-sim"):

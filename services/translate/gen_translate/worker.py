@@ -83,14 +83,18 @@ async def _claim_and_translate(deps: WorkerDeps, owner: str) -> None:
             lease_s=deps.options.lease_s,
             where=deps.claim_where,
             select=store.CLAIM_WITH_SOURCE,  # the lot's text and cancel state in the same trip
+            more=True,
         )
     if not rows:
         deps.breaker.record_ignored()  # give a half-open permit back
         await deps.wake.wait(seen, deps.options.idle_poll_s)
         return
-    deps.wake.notify()  # there may be more: wake one more idle worker (the chain)
     row = rows[0]
+    if row["more_queued"]:
+        deps.wake.notify()  # wake one more idle worker (the chain)
     await translate_one(deps, owner, row, row if row["has_source"] else None)
+    if not row["more_queued"]:  # claim again only once a NOTIFY came (or the poll interval)
+        await deps.wake.wait(seen, deps.options.idle_poll_s)
 
 
 async def translate_one(

@@ -93,12 +93,16 @@ async def run(deps: Deps, index: int) -> None:
             try:
                 async with deps.pool.acquire() as conn:
                     rows = await jobs.claim(
-                        conn, store.TABLE, owner=owner, lease_s=o.lease_s, where=REALTIME
+                        conn, store.TABLE, owner=owner, lease_s=o.lease_s, where=REALTIME, more=True
                     )
                 if rows:
-                    deps.wakeup.notify()  # there may be more: wake one more idle worker
+                    more = rows[0]["more_queued"]
+                    if more:
+                        deps.wakeup.notify()  # wake one more idle worker (the chain)
                     await process(deps, rows[0], owner)
-                    continue
+                    if more:
+                        continue
+                    # else claim again only once a NOTIFY came (or the poll interval passed)
             except DB_TROUBLE as exc:
                 # The lease (if any) expires and the reaper requeues the lot; nothing is lost.
                 log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
