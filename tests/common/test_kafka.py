@@ -151,7 +151,7 @@ async def test_poison_records_go_to_dead_letter_and_the_partition_keeps_flowing(
     handler_refused = [r for r in rows if r["kafka_offset"] not in poison_offsets]
     assert len(handler_refused) == 1
     assert handler_refused[0]["error"].startswith("permanent")
-    assert rejected == [9]
+    assert set(rejected) == {9}  # seen in the batch, then alone in a savepoint
     assert await _effects(pool, settings.topic_prefix) == 9
 
 

@@ -78,7 +78,13 @@ def _bind(record: Any, event: Event) -> None:
     logs.context.set(fields)
 
 
-async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> None:
+class _Isolate(Exception):
+    """A handler failed permanently in a batch run without savepoints: run it again, isolated."""
+
+
+async def _handle(
+    conn: Conn, group: str, sub: Subscription, record: Any, *, isolated: bool
+) -> None:
     try:
         event = sub.model.model_validate_json(record.value or b"")
     except (ValidationError, ValueError) as exc:
@@ -89,13 +95,38 @@ async def _handle(conn: Conn, group: str, sub: Subscription, record: Any) -> Non
         return
     _bind(record, event)
     try:
-        async with conn.transaction():
+        if isolated:
+            async with conn.transaction():  # a savepoint: only this record's writes undone
+                await sub.handler(event, conn)
+        else:
             await sub.handler(event, conn)
     except PermanentError as exc:
+        if not isolated:
+            raise _Isolate from exc
         await _dead_letter(conn, group, record, f"{exc.code}: {exc}")
         return
     if log.isEnabledFor(logging.DEBUG):
         log.debug("record handled", extra={"topic": record.topic, "offset": record.offset})
+
+
+async def _apply(
+    pool: asyncpg.Pool,
+    group: str,
+    by_topic: dict[str, Subscription],
+    batches: dict[TopicPartition, list[Any]],
+) -> None:
+    """The batch in ONE transaction. Handlers run without savepoints (two round trips per
+    record saved); when one fails permanently the batch is rolled back and run again with a
+    savepoint per record, so only the failing record is dead-lettered (its handler and those
+    before it run twice, as on any redelivery)."""
+    for isolated in (False, True):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                for record in (r for records in batches.values() for r in records):
+                    await _handle(conn, group, by_topic[record.topic], record, isolated=isolated)
+        except _Isolate:
+            continue
+        return
 
 
 async def consume(
@@ -126,10 +157,7 @@ async def consume(
             if not batches:
                 continue
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    for records in batches.values():
-                        for record in records:
-                            await _handle(conn, group, by_topic[record.topic], record)
+                await _apply(pool, group, by_topic, batches)
             except REWIND as exc:
                 log.warning("batch failed, rewinding", extra={"error": repr(exc)})
                 _rewind(consumer, batches)
