@@ -50,12 +50,15 @@ async def claim(
     worker wakes a fellow worker only when there is something to claim.
     """
     t = table_name(table)
+    # LIMIT is a literal, not a parameter: with ``LIMIT $3`` the generic plan is costed for an
+    # unknown (large) limit, so the plan cache chose a fresh custom plan for nearly every claim
+    # (0.3-0.5 ms of planning each, measured with pg_stat_statements).
     update = f"""UPDATE {t} SET status = 'running', lease_owner = $1,
                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
             WHERE id IN (SELECT id FROM {t}
                          WHERE status = 'queued' AND next_attempt_at <= now() AND ({where})
                          ORDER BY priority DESC, next_attempt_at, id
-                         LIMIT $3 FOR UPDATE SKIP LOCKED)
+                         LIMIT {int(limit)} FOR UPDATE SKIP LOCKED)
             RETURNING *"""
     sql = update if select is None else f"WITH claimed AS ({update}) {select}"
     if more:
@@ -65,7 +68,7 @@ async def claim(
                        WHERE status = 'queued' AND next_attempt_at <= now() AND ({where})
                          AND id NOT IN (SELECT id FROM claimed)) AS more_queued
             FROM ({select or "SELECT * FROM claimed"}) picked"""
-    return await conn.fetch(sql, owner, lease_s, limit)
+    return await conn.fetch(sql, owner, lease_s)
 
 
 async def finish(conn: Conn, table: str, *, job_id: int, owner: str) -> bool:

@@ -103,12 +103,11 @@ async def publish_pending(
     only once every event is acknowledged, so a failed publish rolls the delete back.
     """
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """DELETE FROM outbox WHERE id IN (
-                   SELECT id FROM outbox WHERE id > $2 ORDER BY id LIMIT $1
-                   FOR UPDATE SKIP LOCKED)
-               RETURNING id, topic, key, payload, traceparent""",
-            batch,
+        rows = await conn.fetch(  # a literal LIMIT keeps the generic plan (see jobs.claim)
+            f"""DELETE FROM outbox WHERE id IN (
+                    SELECT id FROM outbox WHERE id > $1 ORDER BY id LIMIT {int(batch)}
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING id, topic, key, payload, traceparent""",
             cursor.start() if cursor else 0,
         )
         if not rows:
