@@ -79,25 +79,6 @@ async def test_retry_later_hides_the_row_until_due(pool: asyncpg.Pool, work: str
         assert await jobs.release(conn, "test_work", owner="w") == 0
 
 
-async def test_a_claim_says_whether_due_rows_are_left(pool: asyncpg.Pool, work: str) -> None:
-    where = f"tag = '{work}'"
-    joined = "SELECT claimed.priority, 'joined' AS extra FROM claimed"
-    async with pool.acquire() as conn:
-        claims = [
-            await jobs.claim(
-                conn, "test_work", owner="w", lease_s=30, where=where, select=select, more=True
-            )
-            for select in (joined, None, None, None)
-        ]
-    assert [[(r["priority"], r["more_queued"]) for r in rows] for rows in claims] == [
-        [(10, True)],
-        [(5, True)],
-        [(1, False)],
-        [],
-    ]
-    assert claims[0][0]["extra"] == "joined"
-
-
 def test_table_names_are_checked() -> None:
     with pytest.raises(ValueError, match="work table"):
         jobs.table_name("x; DROP TABLE jobs")

@@ -27,15 +27,12 @@ pytestmark = pytest.mark.pg
 
 @contextlib.asynccontextmanager
 async def workers(stack: Stack) -> AsyncIterator[None]:
-    tasks = [
-        asyncio.create_task(worker.run(stack.deps, i)) for i in range(stack.deps.options.workers)
-    ]
+    task = asyncio.create_task(worker.run(stack.deps))
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def calls_of(sim: RunningSim, job: uuid.UUID) -> list[dict[str, Any]]:

@@ -39,15 +39,11 @@ async def claim(
     limit: int = 1,
     where: str = "TRUE",
     select: str | None = None,
-    more: bool = False,
 ) -> list[asyncpg.Record]:
     """Lease up to ``limit`` due rows (highest priority first) to ``owner``.
 
     ``select``: a query over ``claimed`` (the claimed rows) to return instead of the rows, e.g.
     a join with the data the worker needs next: one round trip instead of two.
-    ``more``: every returned row gets a ``more_queued`` column, true when due rows were left
-    queued (in the claim's snapshot: a row another claim is taking right now counts too), so a
-    worker wakes a fellow worker only when there is something to claim.
     """
     t = table_name(table)
     # LIMIT is a literal, not a parameter: with ``LIMIT $3`` the generic plan is costed for an
@@ -61,13 +57,6 @@ async def claim(
                          LIMIT {int(limit)} FOR UPDATE SKIP LOCKED)
             RETURNING *"""
     sql = update if select is None else f"WITH claimed AS ({update}) {select}"
-    if more:
-        sql = f"""WITH claimed AS ({update})
-            SELECT picked.*, EXISTS (
-                       SELECT 1 FROM {t}
-                       WHERE status = 'queued' AND next_attempt_at <= now() AND ({where})
-                         AND id NOT IN (SELECT id FROM claimed)) AS more_queued
-            FROM ({select or "SELECT * FROM claimed"}) picked"""
     return await conn.fetch(sql, owner, lease_s)
 
 

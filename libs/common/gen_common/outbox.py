@@ -68,9 +68,12 @@ class Cursor:
     """Where a relay's pass starts reading. The outbox is a queue table: between two vacuums its
     id index fills with the entries of rows already published and deleted, and a pass that starts
     from the lowest id walks all of them (1,370 buffers per pass in bench_pipeline). A pass starts
-    ``lookback`` ids below the highest id published instead; rows commit out of id order, so a
-    row that commits later than ``lookback`` newer ones is read by the full pass that runs at
-    least every ``full_scan_s``, after every idle poll, and first."""
+    ``lookback`` ids below the highest id known published instead: the last id of a full batch,
+    else the sequence's last id (a short pass read every row committed up to it, or another
+    relay took them: with two relays, the ids one relay published trailed behind the head and
+    its passes walked 1,450 buffers each). Rows commit out of id order, so a row that commits
+    later than ``lookback`` newer ones is read by the full pass that runs at least every
+    ``full_scan_s``, after every idle poll, and first."""
 
     lookback: int = 200
     full_scan_s: float = 1.0
@@ -103,16 +106,23 @@ async def publish_pending(
     only once every event is acknowledged, so a failed publish rolls the delete back.
     """
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(  # a literal LIMIT keeps the generic plan (see jobs.claim)
-            f"""DELETE FROM outbox WHERE id IN (
-                    SELECT id FROM outbox WHERE id > $1 ORDER BY id LIMIT {int(batch)}
-                    FOR UPDATE SKIP LOCKED)
-                RETURNING id, topic, key, payload, traceparent""",
+        # ``head``, the id the outbox's sequence gave out last, comes back even when no row
+        # does; a literal LIMIT keeps the generic plan (see jobs.claim)
+        found = await conn.fetch(
+            f"""WITH d AS (
+                    DELETE FROM outbox WHERE id IN (
+                        SELECT id FROM outbox WHERE id > $1 ORDER BY id LIMIT {int(batch)}
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING id, topic, key, payload, traceparent)
+                SELECT s.head, d.* FROM (SELECT last_value AS head FROM outbox_id_seq) s
+                LEFT JOIN d ON true""",
             cursor.start() if cursor else 0,
         )
+        rows = sorted((r for r in found if r["id"] is not None), key=lambda r: int(r["id"]))
         if not rows:
+            if cursor:  # every row up to head was published, by this relay or another one
+                cursor.saw(int(found[0]["head"]))
             return 0
-        rows.sort(key=lambda r: int(r["id"]))  # RETURNING has no order
         await asyncio.gather(
             *[
                 publisher.publish_raw(
@@ -121,8 +131,8 @@ async def publish_pending(
                 for r in rows
             ]
         )
-    if cursor:
-        cursor.saw(int(rows[-1]["id"]))
+    if cursor:  # a full batch may have left rows above it; a short one read up to head
+        cursor.saw(int(rows[-1]["id"] if len(rows) == batch else found[0]["head"]))
     return len(rows)
 
 

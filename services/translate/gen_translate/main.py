@@ -68,8 +68,7 @@ async def run(settings: TranslateSettings) -> None:
             )
             tasks.create_task(outbox.relay(pool, publisher))
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
-            for index in range(opts.workers):
-                tasks.create_task(worker.run_worker(deps, index))
+            tasks.create_task(worker.run_workers(deps))
             tasks.create_task(metrics.serve(settings, pool=pool, breaker=breaker))
             if batch_lots is not None:
                 source = batch_path.TranslateBatchSource(pool, options=opts, min_lots=batch_lots)

@@ -1,9 +1,10 @@
-"""Workers: claim one (lot, language), call the model, store the outcome; plus the lease reaper.
+"""Workers: translate one leased (lot, language), store the outcome; plus the lease reaper.
 
-A claim is committed before the call, so a slow call holds no lock. While the circuit breaker is
-open nothing is claimed (the work waits, queued). The claim is the call's one statement that
-checks and records: it leases the row and, in the same round trip, returns the lot's text and
-whether the lot or its job was cancelled (no call then). Only a call that then had to wait for its
+One claimer leases rows for every idle worker (:mod:`gen_common.claimer`), and commits the lease
+before the calls, so a slow call holds no lock. While the circuit breaker is open nothing is
+claimed (the work waits, queued). The claim is the call's one statement that checks and
+records: it leases the rows and, in the same round trip, returns each lot's text and whether the
+lot or its job was cancelled (no call then). Only a call that then had to wait for its
 throttle slot checks again (``store.still_wanted``), as a cancel may have landed meanwhile. Sync
 lots carry a deadline: a language that cannot finish inside it is recorded as ``time_limit``
 (never English text); the reaper also expires queued rows past their deadline. What an attempt
@@ -13,7 +14,6 @@ comes to (stored outcome or requeue) is :mod:`gen_translate.outcome`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 from gen_common import jobs, logs
 from gen_common.breaker import Breaker, outcome_of
+from gen_common.claimer import Claimer
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import PermanentError, RetryableError
 from gen_common.wakeup import Wakeup
@@ -52,49 +53,64 @@ class WorkerDeps:
     claim_where: str = "TRUE"  # SQL over translate_work: the rows the realtime path takes
 
 
-async def run_worker(deps: WorkerDeps, index: int) -> None:
-    owner = f"{deps.owner}-{index}"
-    try:
-        while True:
-            if not deps.breaker.allow():  # open: claim nothing until probes are allowed
-                wait = deps.breaker.open_for() or deps.options.idle_poll_s / 10
-                await asyncio.sleep(min(wait, deps.options.idle_poll_s))
-                continue
-            try:
-                await _claim_and_translate(deps, owner)
-            except DB_TROUBLE as exc:
-                # PostgreSQL went away: a claimed row's lease expires and the reaper requeues it.
-                deps.breaker.record_ignored()
-                log.warning("worker pass failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(deps.options.idle_poll_s)
-    finally:
-        with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
-            async with deps.pool.acquire() as conn:
-                await jobs.release(conn, WORK, owner=owner)
+async def run_workers(deps: WorkerDeps) -> None:
+    """``options.workers`` workers and the claimer that leases rows for them (one statement for
+    every idle worker, :mod:`gen_common.claimer`), until cancelled. A half-open breaker's probe
+    permits are taken per row before the claim; rows not found give theirs back."""
+    o = deps.options
+
+    async def claim(limit: int, owner: str) -> list[asyncpg.Record]:
+        permits = 0
+        while permits < limit and deps.breaker.allow():
+            permits += 1
+        rows: list[asyncpg.Record] = []
+        try:
+            if permits:
+                async with deps.pool.acquire() as conn:
+                    rows = await jobs.claim(
+                        conn,
+                        WORK,
+                        owner=owner,
+                        lease_s=o.lease_s,
+                        limit=permits,
+                        where=deps.claim_where,
+                        select=store.CLAIM_WITH_SOURCE,  # the lot's text and cancel state too
+                    )
+        finally:
+            for _ in range(permits - len(rows)):
+                deps.breaker.record_ignored()  # a half-open permit no row took
+        return rows
+
+    def pause_s() -> float:  # open: claim nothing until probes are allowed
+        if deps.breaker.available():
+            return 0.0
+        return deps.breaker.open_for() or o.idle_poll_s / 10
+
+    claimer = Claimer(
+        deps.pool,
+        WORK,
+        claim,
+        owner=deps.owner,
+        wakeup=deps.wake,
+        idle_poll_s=o.idle_poll_s,
+        pause_s=pause_s,
+    )
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(claimer.run())
+        for _ in range(o.workers):
+            tasks.create_task(_work(deps, claimer))
 
 
-async def _claim_and_translate(deps: WorkerDeps, owner: str) -> None:
-    seen = deps.wake.generation
-    async with deps.pool.acquire() as conn:
-        rows = await jobs.claim(
-            conn,
-            WORK,
-            owner=owner,
-            lease_s=deps.options.lease_s,
-            where=deps.claim_where,
-            select=store.CLAIM_WITH_SOURCE,  # the lot's text and cancel state in the same trip
-            more=True,
-        )
-    if not rows:
-        deps.breaker.record_ignored()  # give a half-open permit back
-        await deps.wake.wait(seen, deps.options.idle_poll_s)
-        return
-    row = rows[0]
-    if row["more_queued"]:
-        deps.wake.notify()  # wake one more idle worker (the chain)
-    await translate_one(deps, owner, row, row if row["has_source"] else None)
-    if not row["more_queued"]:  # claim again only once a NOTIFY came (or the poll interval)
-        await deps.wake.wait(seen, deps.options.idle_poll_s)
+async def _work(deps: WorkerDeps, claimer: Claimer) -> None:
+    while True:
+        row = await claimer.take()
+        try:
+            await translate_one(deps, row["lease_owner"], row, row if row["has_source"] else None)
+        except DB_TROUBLE as exc:
+            # PostgreSQL went away: the row's lease expires and the reaper requeues it.
+            deps.breaker.record_ignored()
+            log.warning("worker pass failed; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(deps.options.idle_poll_s)
 
 
 async def translate_one(

@@ -81,8 +81,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             tg.create_task(outbox.relay(pool, publisher))
             tg.create_task(worker.reaper(pool, o))
             tg.create_task(worker.listen(pool, deps.wakeup))
-            for index in range(o.workers):
-                tg.create_task(worker.run(deps, index))
+            tg.create_task(worker.run(deps))
             if batch:  # large batch-mode jobs: the Batch API engine (gen_vision.batch_path)
                 source = batch_path.VisionBatchSource(
                     pool, checker=deps.checker, assessor=assessor, options=o

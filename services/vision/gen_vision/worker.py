@@ -1,6 +1,7 @@
-"""Realtime workers: claim a lot (lease), check its images, call the model, record the outcome.
+"""Realtime workers: check a leased lot's images, call the model, record the outcome.
 
-Claims are skipped while the breaker refuses calls, so an outage leaves the work queued. The lease
+One claimer leases lots for every idle worker (:mod:`gen_common.claimer`). Claims are held back
+while the breaker refuses calls, so an outage leaves the work queued. The lease
 is renewed while the lot is worked on; a crash lets it expire and the reaper requeues the row.
 What a lot's attempt comes to (stored result, retry, failure, cancel) is written by
 :mod:`gen_vision.outcome`, only while this worker still holds the lease.
@@ -19,6 +20,7 @@ from typing import Protocol
 import asyncpg
 from gen_common import jobs, logs
 from gen_common.breaker import Breaker
+from gen_common.claimer import Claimer
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import GenError
 from gen_common.wakeup import Wakeup
@@ -48,8 +50,8 @@ class Deps:
     simulated: bool = False  # OPENAI__SIMULATED: the assessment says it came from the simulator
 
 
-def owner_name(index: int) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _Calls:
@@ -80,39 +82,44 @@ class _Calls:
             await store.call_finished(conn, call_id, outcome, response_id)
 
 
-async def run(deps: Deps, index: int) -> None:
-    """One worker task: claim and process until cancelled; gives its lease back on the way out."""
-    owner = owner_name(index)
+async def run(deps: Deps) -> None:
+    """``options.workers`` workers and the claimer that leases rows for them (one statement for
+    every idle worker, :mod:`gen_common.claimer`), until cancelled."""
     o = deps.options
-    try:
-        while True:
-            if not deps.breaker.available():
-                await asyncio.sleep(min(max(deps.breaker.open_for(), 0.05), o.idle_poll_s))
-                continue
-            seen = deps.wakeup.generation  # a NOTIFY during an empty claim still wakes
-            try:
-                async with deps.pool.acquire() as conn:
-                    rows = await jobs.claim(
-                        conn, store.TABLE, owner=owner, lease_s=o.lease_s, where=REALTIME, more=True
-                    )
-                if rows:
-                    more = rows[0]["more_queued"]
-                    if more:
-                        deps.wakeup.notify()  # wake one more idle worker (the chain)
-                    await process(deps, rows[0], owner)
-                    if more:
-                        continue
-                    # else claim again only once a NOTIFY came (or the poll interval passed)
-            except DB_TROUBLE as exc:
-                # The lease (if any) expires and the reaper requeues the lot; nothing is lost.
-                log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
-                await asyncio.sleep(o.idle_poll_s)
-                continue
-            await deps.wakeup.wait(seen, o.idle_poll_s)
-    finally:
-        with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
-            async with deps.pool.acquire() as conn:
-                await jobs.release(conn, store.TABLE, owner=owner)
+
+    async def claim(limit: int, owner: str) -> list[asyncpg.Record]:
+        async with deps.pool.acquire() as conn:
+            return await jobs.claim(
+                conn, store.TABLE, owner=owner, lease_s=o.lease_s, limit=limit, where=REALTIME
+            )
+
+    def pause_s() -> float:  # while the breaker refuses calls the work stays queued
+        return 0.0 if deps.breaker.available() else max(deps.breaker.open_for(), 0.05)
+
+    claimer = Claimer(
+        deps.pool,
+        store.TABLE,
+        claim,
+        owner=owner_name(),
+        wakeup=deps.wakeup,
+        idle_poll_s=o.idle_poll_s,
+        pause_s=pause_s,
+    )
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(claimer.run())
+        for _ in range(o.workers):
+            tasks.create_task(_work(deps, claimer))
+
+
+async def _work(deps: Deps, claimer: Claimer) -> None:
+    while True:
+        row = await claimer.take()
+        try:
+            await process(deps, row, row["lease_owner"])
+        except DB_TROUBLE as exc:
+            # The lease expires and the reaper requeues the lot; nothing is lost.
+            log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
+            await asyncio.sleep(deps.options.idle_poll_s)
 
 
 async def _renew(deps: Deps, work_id: int, owner: str) -> None:

@@ -1,0 +1,112 @@
+"""One claim statement for all of a process's idle workers (vision's and translate's realtime
+workers).
+
+Each worker used to claim for itself: one statement per row at least, plus an empty claim for
+every worker woken while another took the row. Here idle workers wait in :meth:`Claimer.take`
+and one task claims as many rows as workers wait, in one statement, and hands them out. The
+rows of one claim share a lease owner, ``<process owner>:<claim number>``, unique per claim, so
+a row reclaimed after its lease expired has another owner than the worker that lost it; a worker
+finishes with its row's ``lease_owner``. :meth:`Claimer.run` gives back, on its way out, every
+row a claim of this process still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from gen_common import jobs
+from gen_common.db import DB_TROUBLE
+from gen_common.wakeup import Wakeup
+
+log = logging.getLogger(__name__)
+
+# ``(limit, owner) -> leased rows``: the statement that leases up to ``limit`` rows to ``owner``
+Claim = Callable[[int, str], Awaitable[list[asyncpg.Record]]]
+
+
+class Claimer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        table: str,
+        claim: Claim,
+        *,
+        owner: str,
+        wakeup: Wakeup,
+        idle_poll_s: float,
+        pause_s: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        """``pause_s``: how long to hold claims back now (0: claim), e.g. while a circuit
+        breaker refuses calls, so an outage leaves the work queued."""
+        self._pool, self._table, self._claim = pool, jobs.table_name(table), claim
+        self._owner, self._wakeup, self._idle_poll_s = owner, wakeup, idle_poll_s
+        self._pause_s = pause_s
+        self._numbers = itertools.count(1)
+        self._waiting: collections.deque[asyncio.Future[asyncpg.Record]] = collections.deque()
+        self._idle = asyncio.Event()
+
+    async def take(self) -> asyncpg.Record:
+        """The next row this worker leases (its lease owner is ``row['lease_owner']``)."""
+        waiter: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._idle.set()
+        return await waiter  # cancelled while waiting: run() skips the done future
+
+    async def run(self) -> None:
+        """Claim for the waiting workers until cancelled; then release what claims still hold."""
+        try:
+            while True:
+                await self._pass()
+        finally:
+            with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
+                async with self._pool.acquire() as conn:
+                    await conn.execute(
+                        f"""UPDATE {self._table} SET status = 'queued', lease_owner = NULL,
+                                   lease_until = NULL, attempts = greatest(attempts - 1, 0)
+                            WHERE status = 'running' AND lease_until IS NOT NULL
+                              AND starts_with(lease_owner, $1)""",
+                        f"{self._owner}:",
+                    )
+
+    async def _pass(self) -> None:
+        while not self._live():
+            self._idle.clear()
+            await self._idle.wait()
+        if (pause := self._pause_s()) > 0:
+            await asyncio.sleep(min(pause, self._idle_poll_s))
+            return
+        seen = self._wakeup.generation  # a NOTIFY during the claim still counts
+        # A power of two, so a claim is one of a few statements (each LIMIT is its own plan
+        # cache entry: any count would mean a fresh plan for most claims); the workers still
+        # waiting after a full claim are served by the next one, at once.
+        wanted = 1 << (self._live().bit_length() - 1)
+        try:
+            rows = await self._claim(wanted, f"{self._owner}:{next(self._numbers)}")
+        except DB_TROUBLE as exc:  # held rows' leases expire and the reaper requeues them
+            log.warning("claim failed; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(self._idle_poll_s)
+            return
+        for row in rows:
+            self._hand(row)
+        if len(rows) < wanted:  # the queue is empty: wait for new work (NOTIFY) or the poll
+            await self._wakeup.wait(seen, self._idle_poll_s)
+
+    def _live(self) -> int:
+        while self._waiting and self._waiting[0].done():
+            self._waiting.popleft()
+        return sum(not w.done() for w in self._waiting)
+
+    def _hand(self, row: asyncpg.Record) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(row)
+                return
+        # every waiter went away during the claim (shutdown): run()'s release gives it back
