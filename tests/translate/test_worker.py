@@ -69,6 +69,26 @@ async def test_every_language_translated_en_first(pool: asyncpg.Pool, sim: Runni
     assert float(lot["cost_usd"]) > 0
 
 
+@pytest.mark.parametrize("languages", [["en", "ru"], ["ru", "RU", "en"], ["ru", "de"]])
+async def test_the_event_says_what_the_stored_results_say(
+    pool: asyncpg.Pool, sim: RunningSim, languages: list[str]
+) -> None:
+    """A lot with one language builds its LotTranslated from the outcome it has just written
+    (no read back); the event must be the one its stored rows would give."""
+    job_id = await create_job(pool, 1)
+    async with running_workers(pool, sim):
+        await deliver(pool, assessed(job_id, 0, languages=languages))
+        await wait_translated(pool, job_id, 1, timeout=30)
+    [event] = await emitted(pool, job_id)
+    lot = await pool.fetchrow("SELECT * FROM translate_lots WHERE job_id = $1", job_id)
+    stored = await pool.fetch("SELECT * FROM translate_results WHERE job_id = $1", job_id)
+    assert lot is not None
+    assert event == finish.build_event(lot, stored).model_copy(
+        update={"event_id": event.event_id, "occurred_at": event.occurred_at}
+    )
+    assert event.usage.output_tokens > 0
+
+
 async def test_sync_budget_lists_pending_languages(pool: asyncpg.Pool, sim: RunningSim) -> None:
     """Every text call takes 3 s, the budget is 1 s: the lot completes with en only, on time."""
     sim.admin.config({"latency": {"kinds": {"text": {"dist": "fixed", "ms": 3000}}}})

@@ -1,8 +1,8 @@
 """The process runner every entry point ends in: JSON logs (gen_common.logs), signals, exit codes.
 
-``run(coro, log_settings, name=...)`` configures logging, runs the coroutine, turns SIGTERM and
-SIGINT into a cancellation of it (so ``finally`` blocks and ``async with`` exits run), and exits
-with 0 after a clean stop, 1 after a crash.
+``run(coro, log_settings, name=...)`` configures logging, runs the coroutine on uvloop, turns
+SIGTERM and SIGINT into a cancellation of it (so ``finally`` blocks and ``async with`` exits
+run), and exits with 0 after a clean stop, 1 after a crash.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
+
+import uvloop
 
 from gen_common.logs import JsonFormatter, context
 from gen_common.logs import configure as configure_logging
@@ -52,8 +54,12 @@ async def _supervise(coro: Coroutine[Any, Any, None]) -> int:
 
 
 def run(coro: Coroutine[Any, Any, None], settings: LogSettings, *, name: str) -> None:
-    """Run a service's main coroutine until it ends or a signal stops it, then exit."""
+    """Run a service's main coroutine on uvloop until it ends or a signal stops it, then exit.
+
+    uvloop, not asyncio's selector loop: the services spend their time in socket round trips
+    (PostgreSQL, Kafka, HTTP), and each costs less CPU on uvloop's libuv transports."""
     configure_logging(settings, name)
-    code = asyncio.run(_supervise(coro))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        code = runner.run(_supervise(coro))
     log.info("exited", extra={"exit_code": code})
     raise SystemExit(code)

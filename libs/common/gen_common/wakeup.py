@@ -1,4 +1,4 @@
-"""Wake-ups of idle workers on a NOTIFY of new work (vision's and translate's realtime workers)."""
+"""Wake-ups on a NOTIFY of new work (the claimer of vision's and translate's realtime workers)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import contextlib
 
 
 class Wakeup:
-    """Wakes ONE idle worker per NOTIFY; a worker that then claims a row wakes the next one, so
-    a burst of work ramps workers up as a chain instead of every idle worker running an empty
-    claim on every notification (a thundering herd: an empty claim per idle worker per lot).
-    A generation counter means no wake-up is missed: a worker whose claim raced a notification
-    claims again at once instead of sleeping."""
+    """Wakes ONE waiter per NOTIFY (a process's :class:`gen_common.claimer.Claimer`, which then
+    claims for every idle worker in one statement). A generation counter means no wake-up is
+    missed: a waiter whose claim raced a notification claims again at once instead of
+    sleeping."""
 
     def __init__(self) -> None:
         self.generation = 0

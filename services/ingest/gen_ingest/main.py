@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import uvloop
 from gen_common import http_server, service
 
 from gen_ingest.app import create_app
@@ -23,6 +20,5 @@ async def run(settings: IngestSettings) -> None:
 
 def main() -> None:
     settings = IngestSettings()
-    # service.run owns the event loop (asyncio.run), so uvicorn's own loop choice never applies.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # service.run owns the event loop (uvloop), so uvicorn's own loop choice never applies.
     service.run(run(settings), settings.log, name="ingest")

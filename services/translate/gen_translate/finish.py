@@ -35,7 +35,7 @@ def distinct(languages: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(languages))
 
 
-def build_event(lot: asyncpg.Record, stored: Sequence[asyncpg.Record]) -> LotTranslated:
+def build_event(lot: asyncpg.Record, stored: Sequence[results.Stored]) -> LotTranslated:
     """LotTranslated of a lot whose every language has an outcome: en first, request order."""
     by_language = {r["language"]: r for r in stored}
     simulated = True if (lot["assessment"] or {}).get("simulated") else None
@@ -73,14 +73,24 @@ def build_event(lot: asyncpg.Record, stored: Sequence[asyncpg.Record]) -> LotTra
 
 
 async def complete_if_done(
-    conn: Conn, job_id: uuid.UUID, lot_seq: int, *, locked: asyncpg.Record | None = None
+    conn: Conn,
+    job_id: uuid.UUID,
+    lot_seq: int,
+    *,
+    locked: asyncpg.Record | None = None,
+    settled: Outcome | None = None,
 ) -> LotTranslated | None:
     """Emit the lot's LotTranslated if every language has an outcome and none was emitted.
-    ``locked``: the lot's row, already locked by this transaction (results.settle)."""
+    ``locked``: the lot's row, already locked by this transaction (results.settle), which wrote
+    ``settled``: when that is the lot's only language, its results are not read back."""
     lot = locked or await results.lock_lot(conn, job_id, lot_seq)
     if lot is None or lot["translated_at"] is not None or lot["cancelled"]:
         return None
-    stored = await results.results_of(conn, job_id, lot_seq)
+    stored: Sequence[results.Stored]
+    if settled and lot["result_written"] and set(lot["languages"]) == {settled.language}:
+        stored = [results.as_stored(settled)]  # no other finisher: nothing else to read
+    else:
+        stored = await results.results_of(conn, job_id, lot_seq)
     if {r["language"] for r in stored} < set(lot["languages"]):
         return None
     event = build_event(lot, stored)

@@ -73,4 +73,6 @@ async def save(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -
         # the owner check, the result row and the lot's lock in one statement (results.settle);
         # if the lease expired another worker owns the row now and nothing was written
         if lot := await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
-            await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq, locked=lot)
+            await finish.complete_if_done(
+                conn, outcome.job_id, outcome.lot_seq, locked=lot, settled=outcome
+            )

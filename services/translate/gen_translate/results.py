@@ -8,6 +8,7 @@ Plain functions taking a connection; callers own transactions.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,8 +63,9 @@ async def insert_result(conn: Conn, o: Outcome) -> bool:
 async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg.Record | None:
     """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, the
     outcome's result row only if this worker still held the row, and then the lot's row lock
-    (:func:`lock_lot`): ONE statement. Returns the locked lot row, or None when the lease was
-    lost (nothing written, nothing locked). The caller then runs the lot's completion check
+    (:func:`lock_lot`): ONE statement. Returns the locked lot row (``result_written``: this
+    outcome's row was inserted), or None when the lease was lost (nothing written, nothing
+    locked). The caller then runs the lot's completion check
     (finish.complete_if_done) on it; its read of the results is a later statement, so it sees
     every result committed by a finisher that held the lock before."""
     return await conn.fetchrow(
@@ -72,8 +74,8 @@ async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg
                        last_error = CASE WHEN $16 = 'done' THEN last_error
                                          ELSE coalesce($6, '') END
                 WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
-            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT})
-            SELECT * FROM translate_lots
+            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT} RETURNING 1)
+            SELECT *, EXISTS (SELECT 1 FROM r) AS result_written FROM translate_lots
             WHERE job_id = $1 AND lot_seq = $2 AND EXISTS (SELECT 1 FROM f)
             FOR UPDATE""",
         *_result_args(o),
@@ -90,6 +92,24 @@ async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Recor
         job_id,
         lot_seq,
     )
+
+
+Stored = asyncpg.Record | Mapping[str, Any]  # a translate_results row, read or as written
+
+
+def as_stored(o: Outcome) -> dict[str, Any]:
+    """The columns of ``o``'s result row that LotTranslated is built from, without reading it."""
+    u = o.usage
+    return {
+        "language": o.language,
+        "outcome": o.outcome,
+        "text": o.text,
+        "input_tokens": u.input_tokens,
+        "cached_tokens": u.cached_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "cost_usd": u.cost_usd,
+    }
 
 
 async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncpg.Record]:
