@@ -12,7 +12,7 @@ import pytest
 from gen_common import job_usage, jobs
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
-from gen_translate import finish, handler, results
+from gen_translate import finish, handler, results, store
 from gen_translate.results import Outcome
 from gen_translate.store import WORK
 
@@ -246,3 +246,75 @@ async def test_cancel_cancels_queued_work_and_later_lots(pool: asyncpg.Pool) -> 
     await record(pool, done(job_id, "ru"))
     await record(pool, done(job_id, "de"))  # work that was already running: no event
     assert await emitted(pool, job_id) == []
+
+
+async def _claim_only(pool: asyncpg.Pool, job_id: uuid.UUID, owner: str) -> asyncpg.Record:
+    async with pool.acquire() as conn:
+        [row] = await jobs.claim(
+            conn,
+            WORK,
+            owner=owner,
+            lease_s=30,
+            where=f"job_id = '{job_id}'",
+            select=store.CLAIM_WITH_SOURCE,
+        )
+    return row
+
+
+def _translated(row: asyncpg.Record) -> Outcome:
+    usage = TokenUsage(input_tokens=7, output_tokens=5, cost_usd=0.25)
+    return Outcome(row["job_id"], row["lot_seq"], "ru", "translated", text="[ru] t", usage=usage)
+
+
+async def test_a_lots_only_language_settles_and_completes_in_one_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "en"]))
+    row = await _claim_only(pool, job_id, "w1")
+    assert finish.only_language(row, _translated(row))
+    totals = "SELECT input_tokens, output_tokens, cost_usd FROM lots WHERE job_id = $1"
+    before = await pool.fetchrow(totals, job_id)
+    assert before is not None
+    async with pool.acquire() as conn:
+        settle = finish.settle_only_language
+        assert not await settle(
+            conn, work_id=row["id"], owner="w0", outcome=_translated(row), claimed=row
+        )  # not the lease holder: nothing written
+        assert await emitted(pool, job_id) == []
+        assert await settle(
+            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
+        )
+        assert not await settle(
+            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
+        )  # done: a second try writes nothing
+    [event] = await emitted(pool, job_id)
+    assert [(d.language, d.damages) for d in event.descriptions] == [
+        ("en", DESCRIPTION_EN),
+        ("ru", "[ru] t"),
+    ]
+    lot = await pool.fetchrow("SELECT * FROM lots WHERE job_id = $1", job_id)
+    assert lot is not None
+    assert lot["input_tokens"] - before["input_tokens"] == 7
+    assert lot["output_tokens"] - before["output_tokens"] == 5
+    assert float(lot["cost_usd"] - before["cost_usd"]) == 0.25
+    assert lot["descriptions"] == [d.model_dump(exclude_none=True) for d in event.descriptions]
+    assert (event.usage.input_tokens, event.usage.cost_usd) == (7, 0.25)
+    shares = await pool.fetch("SELECT input_tokens FROM job_usage WHERE job_id = $1", job_id)
+    assert [r["input_tokens"] for r in shares] == [7]
+
+
+async def test_the_only_language_of_a_cancelled_lot_is_stored_without_an_event(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru"]))
+    row = await _claim_only(pool, job_id, "w1")
+    await pool.execute("UPDATE translate_lots SET cancelled = true WHERE job_id = $1", job_id)
+    async with pool.acquire() as conn:
+        assert await finish.settle_only_language(
+            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
+        )
+    assert await emitted(pool, job_id) == []
+    stored = await pool.fetch("SELECT outcome FROM translate_results WHERE job_id = $1", job_id)
+    assert [r["outcome"] for r in stored] == ["translated"]

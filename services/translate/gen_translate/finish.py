@@ -9,7 +9,8 @@ committed result, and ``translated_at`` makes the event exactly-once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
 from gen_common import outbox
@@ -73,38 +74,46 @@ def build_event(lot: asyncpg.Record, stored: Sequence[results.Stored]) -> LotTra
 
 
 async def complete_if_done(
-    conn: Conn,
-    job_id: uuid.UUID,
-    lot_seq: int,
-    *,
-    locked: asyncpg.Record | None = None,
-    settled: Outcome | None = None,
+    conn: Conn, job_id: uuid.UUID, lot_seq: int, *, locked: asyncpg.Record | None = None
 ) -> LotTranslated | None:
     """Emit the lot's LotTranslated if every language has an outcome and none was emitted.
-    ``locked``: the lot's row, already locked by this transaction (results.settle), which wrote
-    ``settled``: when that is the lot's only language, its results are not read back."""
+    ``locked``: the lot's row, already locked by this transaction (results.settle)."""
     lot = locked or await results.lock_lot(conn, job_id, lot_seq)
     if lot is None or lot["translated_at"] is not None or lot["cancelled"]:
         return None
-    stored: Sequence[results.Stored]
-    if settled and lot["result_written"] and set(lot["languages"]) == {settled.language}:
-        stored = [results.as_stored(settled)]  # no other finisher: nothing else to read
-    else:
-        stored = await results.results_of(conn, job_id, lot_seq)
+    stored = await results.results_of(conn, job_id, lot_seq)
     if {r["language"] for r in stored} < set(lot["languages"]):
         return None
     event = build_event(lot, stored)
-    await results.mark_translated(
-        conn,
-        job_id,
-        lot_seq,
+    await results.mark_translated(conn, job_id, lot_seq, completion_of(event))
+    return event
+
+
+def only_language(lot: Mapping[str, Any] | asyncpg.Record, outcome: Outcome) -> bool:
+    """Whether ``outcome`` is for the one language ``lot`` asks for (no other finisher)."""
+    return set(lot["languages"]) == {outcome.language}
+
+
+async def settle_only_language(
+    conn: Conn, *, work_id: int, owner: str, outcome: Outcome, claimed: asyncpg.Record
+) -> bool:
+    """Store the outcome of a lot's only language and complete the lot, in one statement
+    (results.settle_only_language); ``claimed`` is the work row as claimed, with its lot's
+    fields (store.CLAIM_WITH_SOURCE). False: the lease was lost."""
+    event = build_event(claimed, [results.as_stored(outcome)])
+    return await results.settle_only_language(
+        conn, work_id=work_id, owner=owner, o=outcome, completion=completion_of(event)
+    )
+
+
+def completion_of(event: LotTranslated) -> results.Completion:
+    return results.Completion(
         descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         pending=event.pending_languages,
         warnings=event.warnings,
         usage=event.usage,
         event=outbox.row_of(event),
     )
-    return event
 
 
 async def record_outcome(conn: Conn, outcome: Outcome) -> LotTranslated | None:

@@ -68,11 +68,26 @@ async def retry(
     return None
 
 
-async def save(pool: asyncpg.Pool, work_id: int, owner: str, outcome: Outcome) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        # the owner check, the result row and the lot's lock in one statement (results.settle);
-        # if the lease expired another worker owns the row now and nothing was written
-        if lot := await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
-            await finish.complete_if_done(
-                conn, outcome.job_id, outcome.lot_seq, locked=lot, settled=outcome
+async def save(
+    pool: asyncpg.Pool,
+    work_id: int,
+    owner: str,
+    outcome: Outcome,
+    *,
+    claimed: asyncpg.Record | None = None,
+) -> None:
+    """Store the outcome if ``owner`` still holds the row; emit LotTranslated if it was the lot's
+    last. ``claimed``: the row as claimed (store.CLAIM_WITH_SOURCE); when the outcome is for its
+    lot's only language, result and completion are one statement."""
+    async with pool.acquire() as conn:
+        if claimed is not None and finish.only_language(claimed, outcome):
+            await finish.settle_only_language(
+                conn, work_id=work_id, owner=owner, outcome=outcome, claimed=claimed
             )
+            return
+        async with conn.transaction():
+            # the owner check, the result row and the lot's lock in one statement
+            # (results.settle); if the lease expired another worker owns the row now and
+            # nothing was written
+            if lot := await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
+                await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq, locked=lot)

@@ -63,9 +63,8 @@ async def insert_result(conn: Conn, o: Outcome) -> bool:
 async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg.Record | None:
     """``jobs.finish`` (translated) or ``jobs.fail`` (other outcomes) with the owner check, the
     outcome's result row only if this worker still held the row, and then the lot's row lock
-    (:func:`lock_lot`): ONE statement. Returns the locked lot row (``result_written``: this
-    outcome's row was inserted), or None when the lease was lost (nothing written, nothing
-    locked). The caller then runs the lot's completion check
+    (:func:`lock_lot`): ONE statement. Returns the locked lot row, or None when the lease was
+    lost (nothing written, nothing locked). The caller then runs the lot's completion check
     (finish.complete_if_done) on it; its read of the results is a later statement, so it sees
     every result committed by a finisher that held the lock before."""
     return await conn.fetchrow(
@@ -74,8 +73,8 @@ async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg
                        last_error = CASE WHEN $16 = 'done' THEN last_error
                                          ELSE coalesce($6, '') END
                 WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
-            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT} RETURNING 1)
-            SELECT *, EXISTS (SELECT 1 FROM r) AS result_written FROM translate_lots
+            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT})
+            SELECT * FROM translate_lots
             WHERE job_id = $1 AND lot_seq = $2 AND EXISTS (SELECT 1 FROM f)
             FOR UPDATE""",
         *_result_args(o),
@@ -83,6 +82,37 @@ async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg
         owner,
         "done" if o.outcome == "translated" else "failed",
     )
+
+
+async def settle_only_language(
+    conn: Conn, *, work_id: int, owner: str, o: Outcome, completion: Completion
+) -> bool:
+    """:func:`settle` and :func:`mark_translated` in ONE statement, for a lot whose only
+    language ``o`` is: no other finisher can exist, so there is nothing to lock or read back.
+    ``completion`` was built from the claimed row and ``o``; it is written only if the result
+    row was, and the lot was neither cancelled nor completed before. False: the lease was lost
+    (nothing written)."""
+    settled: bool = await conn.fetchval(
+        f"""WITH f AS (
+                UPDATE {WORK} SET status = $16, lease_owner = NULL, lease_until = NULL,
+                       last_error = CASE WHEN $16 = 'done' THEN last_error
+                                         ELSE coalesce($6, '') END
+                WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
+            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT} RETURNING 1),
+            marked AS (
+                UPDATE translate_lots SET translated_at = now()
+                WHERE job_id = $1 AND lot_seq = $2 AND translated_at IS NULL AND NOT cancelled
+                  AND EXISTS (SELECT 1 FROM r)
+                RETURNING 1),
+            {_completion(17, "AND EXISTS (SELECT 1 FROM marked)")}
+            SELECT EXISTS (SELECT 1 FROM f), (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
+        *_result_args(o),
+        work_id,
+        owner,
+        "done" if o.outcome == "translated" else "failed",
+        *completion.args(),
+    )
+    return settled
 
 
 async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:
@@ -118,49 +148,60 @@ async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncp
     )
 
 
-async def mark_translated(
-    conn: Conn,
-    job_id: uuid.UUID,
-    lot_seq: int,
-    *,
-    descriptions: list[dict[str, str]],
-    pending: list[str],
-    warnings: list[str],
-    usage: TokenUsage,
-    event: outbox.Row,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a lot's LotTranslated writes: the lots row's descriptions and totals, the event."""
+
+    descriptions: list[dict[str, str]]
+    pending: list[str]
+    warnings: list[str]
+    usage: TokenUsage
+    event: outbox.Row
+
+    def args(self) -> tuple[Any, ...]:
+        u = self.usage
+        return (
+            *(self.descriptions, self.pending, self.warnings, u.input_tokens, u.cached_tokens),
+            *(u.output_tokens, u.reasoning_tokens, u.cost_usd, list(FINAL_LOT_STATES)),
+            *self.event,
+        )
+
+
+def _completion(first: int, when: str) -> str:
+    """CTEs writing a completed lot: the lots row (``lot``), the job's share of its usage
+    (folded into jobs by gen_common.job_usage: no hot row) and its LotTranslated in the outbox
+    (``o``), from Completion.args() at ``$first``...; ``when`` holds them back (``AND ...``)."""
+    d, p, w, i, c, o, r, cost, final, topic, key, payload, trace = (
+        f"${n}" for n in range(first, first + 13)
+    )
+    return f"""lot AS (
+               UPDATE lots SET descriptions = {d}, pending_languages = {p}, warnings = {w},
+                      input_tokens = input_tokens + {i}, cached_tokens = cached_tokens + {c},
+                      output_tokens = output_tokens + {o},
+                      reasoning_tokens = reasoning_tokens + {r},
+                      cost_usd = cost_usd + {cost}, updated_at = now()
+               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL({final}::text[]) {when}
+               RETURNING job_id),
+           usage AS (
+               INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
+                                      reasoning_tokens, cost_usd)
+               SELECT job_id, {i}, {c}, {o}, {r}, {cost} FROM lot),
+           o AS (
+               INSERT INTO outbox (topic, key, payload, traceparent)
+               SELECT {topic}, {key}, {payload}, coalesce({trace}::text,
+                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2))
+               WHERE TRUE {when}
+               RETURNING 1)"""
+
+
+async def mark_translated(conn: Conn, job_id: uuid.UUID, lot_seq: int, c: Completion) -> None:
     """The lot's completion and its LotTranslated in the outbox, in one statement."""
     await conn.execute(
         f"""WITH marked AS (UPDATE translate_lots SET translated_at = now()
                            WHERE job_id = $1 AND lot_seq = $2),
-           lot AS (
-               UPDATE lots SET descriptions = $3, pending_languages = $4, warnings = $5,
-                      input_tokens = input_tokens + $6, cached_tokens = cached_tokens + $7,
-                      output_tokens = output_tokens + $8,
-                      reasoning_tokens = reasoning_tokens + $9,
-                      cost_usd = cost_usd + $10, updated_at = now()
-               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL($11::text[])
-               RETURNING job_id),
-           -- the job's share: folded into jobs by gen_common.job_usage (no hot row)
-           usage AS (
-               INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
-                                      reasoning_tokens, cost_usd)
-               SELECT job_id, $6, $7, $8, $9, $10 FROM lot),
-           o AS (
-               INSERT INTO outbox (topic, key, payload, traceparent)
-               VALUES ($12, $13, $14, coalesce($15::text,
-                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2))))
+           {_completion(3, "")}
            SELECT pg_notify('{outbox.CHANNEL}', '')""",
         job_id,
         lot_seq,
-        descriptions,
-        pending,
-        warnings,
-        usage.input_tokens,
-        usage.cached_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.cost_usd,
-        list(FINAL_LOT_STATES),
-        *event,
+        *c.args(),
     )

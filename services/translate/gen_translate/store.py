@@ -92,11 +92,12 @@ async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:
     return int(status.split()[-1])
 
 
-# The claimed work row joined with its lot's source (English text, mode) and whether the lot
-# or its job was cancelled (the checks of still_wanted): the call's one statement that checks and
-# records, one round trip for the worker's claim.
+# The claimed work row joined with its lot's source (English text, mode, and what its
+# LotTranslated is built from) and whether the lot or its job was cancelled (the checks of
+# still_wanted): the call's one statement that checks and records, one round trip for the claim.
 CLAIM_WITH_SOURCE = """
     SELECT c.*, l.description_en, l.mode AS lot_mode, l.job_id IS NOT NULL AS has_source,
+           l.lot_id, l.languages, l.missing_images, l.assessment, l.translated_at,
            coalesce(l.cancelled, false)
            OR EXISTS (SELECT 1 FROM translate_cancelled_jobs x WHERE x.job_id = c.job_id)
            OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = c.job_id AND j.status = 'cancelled')

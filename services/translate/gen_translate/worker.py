@@ -127,7 +127,7 @@ async def translate_one(
             async with deps.pool.acquire() as conn:
                 await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
             return
-        await outcome.save(deps.pool, row["id"], owner, outcome.time_limit(row))
+        await outcome.save(deps.pool, row["id"], owner, outcome.time_limit(row), claimed=source)
         return
 
     async def after_wait() -> None:  # the claim's cancel check is stale after a throttle wait
@@ -184,7 +184,7 @@ async def translate_one(
     else:
         log.warning("translation failed permanently", extra={"error": repr(error)})
         result = outcome.failed(row, error)
-    await outcome.save(deps.pool, row["id"], owner, result)
+    await outcome.save(deps.pool, row["id"], owner, result, claimed=source)
 
 
 async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
