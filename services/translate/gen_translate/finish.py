@@ -17,7 +17,7 @@ from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import Description, LotTranslated, TokenUsage
 
-from gen_translate import results
+from gen_translate import completion, results
 from gen_translate.results import Outcome
 
 EN = "en"
@@ -85,7 +85,7 @@ async def complete_if_done(
     if {r["language"] for r in stored} < set(lot["languages"]):
         return None
     event = build_event(lot, stored)
-    await results.mark_translated(conn, job_id, lot_seq, completion_of(event))
+    await completion.mark_translated(conn, job_id, lot_seq, completion_of(event))
     return event
 
 
@@ -102,12 +102,12 @@ async def settle_only_language(
     fields (store.CLAIM_WITH_SOURCE). False: the lease was lost."""
     event = build_event(claimed, [results.as_stored(outcome)])
     return await results.settle_only_language(
-        conn, work_id=work_id, owner=owner, o=outcome, completion=completion_of(event)
+        conn, work_id=work_id, owner=owner, o=outcome, done=completion_of(event)
     )
 
 
-def completion_of(event: LotTranslated) -> results.Completion:
-    return results.Completion(
+def completion_of(event: LotTranslated) -> completion.Completion:
+    return completion.Completion(
         descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         pending=event.pending_languages,
         warnings=event.warnings,

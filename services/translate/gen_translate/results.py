@@ -1,6 +1,6 @@
-"""SQL of a (lot, language)'s outcome and of the lot's completion: the result row (alone, or with
-the worker's owner check in one statement), the lot's row lock, its results, and the lots/jobs
-accounting written with LotTranslated (:mod:`gen_translate.finish`).
+"""SQL of a (lot, language)'s outcome: the result row (alone, or with the worker's owner check in
+one statement, or for a lot's only language with its completion too), the lot's row lock and its
+results. What a completed lot writes is :mod:`gen_translate.completion`.
 
 Plain functions taking a connection; callers own transactions.
 """
@@ -17,9 +17,8 @@ from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import TokenUsage
 
+from gen_translate import completion
 from gen_translate.store import WORK
-
-FINAL_LOT_STATES = ("completed", "failed", "cancelled")
 
 # The result row of an Outcome from parameters $1..$13 (see _result_args); a SELECT, so a
 # statement can add a WHERE to it.
@@ -85,11 +84,11 @@ async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg
 
 
 async def settle_only_language(
-    conn: Conn, *, work_id: int, owner: str, o: Outcome, completion: Completion
+    conn: Conn, *, work_id: int, owner: str, o: Outcome, done: completion.Completion
 ) -> bool:
     """:func:`settle` and :func:`mark_translated` in ONE statement, for a lot whose only
     language ``o`` is: no other finisher can exist, so there is nothing to lock or read back.
-    ``completion`` was built from the claimed row and ``o``; it is written only if the result
+    ``done`` was built from the claimed row and ``o``; it is written only if the result
     row was, and the lot was neither cancelled nor completed before. False: the lease was lost
     (nothing written)."""
     settled: bool = await conn.fetchval(
@@ -104,13 +103,13 @@ async def settle_only_language(
                 WHERE job_id = $1 AND lot_seq = $2 AND translated_at IS NULL AND NOT cancelled
                   AND EXISTS (SELECT 1 FROM r)
                 RETURNING 1),
-            {_completion(17, "AND EXISTS (SELECT 1 FROM marked)")}
+            {completion.ctes(17, "AND EXISTS (SELECT 1 FROM marked)")}
             SELECT EXISTS (SELECT 1 FROM f), (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
         *_result_args(o),
         work_id,
         owner,
         "done" if o.outcome == "translated" else "failed",
-        *completion.args(),
+        *done.args(),
     )
     return settled
 
@@ -145,63 +144,4 @@ def as_stored(o: Outcome) -> dict[str, Any]:
 async def results_of(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM translate_results WHERE job_id = $1 AND lot_seq = $2", job_id, lot_seq
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """What a lot's LotTranslated writes: the lots row's descriptions and totals, the event."""
-
-    descriptions: list[dict[str, str]]
-    pending: list[str]
-    warnings: list[str]
-    usage: TokenUsage
-    event: outbox.Row
-
-    def args(self) -> tuple[Any, ...]:
-        u = self.usage
-        return (
-            *(self.descriptions, self.pending, self.warnings, u.input_tokens, u.cached_tokens),
-            *(u.output_tokens, u.reasoning_tokens, u.cost_usd, list(FINAL_LOT_STATES)),
-            *self.event,
-        )
-
-
-def _completion(first: int, when: str) -> str:
-    """CTEs writing a completed lot: the lots row (``lot``), the job's share of its usage
-    (folded into jobs by gen_common.job_usage: no hot row) and its LotTranslated in the outbox
-    (``o``), from Completion.args() at ``$first``...; ``when`` holds them back (``AND ...``)."""
-    d, p, w, i, c, o, r, cost, final, topic, key, payload, trace = (
-        f"${n}" for n in range(first, first + 13)
-    )
-    return f"""lot AS (
-               UPDATE lots SET descriptions = {d}, pending_languages = {p}, warnings = {w},
-                      input_tokens = input_tokens + {i}, cached_tokens = cached_tokens + {c},
-                      output_tokens = output_tokens + {o},
-                      reasoning_tokens = reasoning_tokens + {r},
-                      cost_usd = cost_usd + {cost}, updated_at = now()
-               WHERE job_id = $1 AND lot_seq = $2 AND status <> ALL({final}::text[]) {when}
-               RETURNING job_id),
-           usage AS (
-               INSERT INTO job_usage (job_id, input_tokens, cached_tokens, output_tokens,
-                                      reasoning_tokens, cost_usd)
-               SELECT job_id, {i}, {c}, {o}, {r}, {cost} FROM lot),
-           o AS (
-               INSERT INTO outbox (topic, key, payload, traceparent)
-               SELECT {topic}, {key}, {payload}, coalesce({trace}::text,
-                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2))
-               WHERE TRUE {when}
-               RETURNING 1)"""
-
-
-async def mark_translated(conn: Conn, job_id: uuid.UUID, lot_seq: int, c: Completion) -> None:
-    """The lot's completion and its LotTranslated in the outbox, in one statement."""
-    await conn.execute(
-        f"""WITH marked AS (UPDATE translate_lots SET translated_at = now()
-                           WHERE job_id = $1 AND lot_seq = $2),
-           {_completion(3, "")}
-           SELECT pg_notify('{outbox.CHANNEL}', '')""",
-        job_id,
-        lot_seq,
-        *c.args(),
     )
