@@ -67,13 +67,7 @@ class Claimer:
         finally:
             with contextlib.suppress(*DB_TROUBLE, asyncpg.PostgresError):
                 async with self._pool.acquire() as conn:
-                    await conn.execute(
-                        f"""UPDATE {self._table} SET status = 'queued', lease_owner = NULL,
-                                   lease_until = NULL, attempts = greatest(attempts - 1, 0)
-                            WHERE status = 'running' AND lease_until IS NOT NULL
-                              AND starts_with(lease_owner, $1)""",
-                        f"{self._owner}:",
-                    )
+                    await jobs.release(conn, self._table, owner=f"{self._owner}:", prefix=True)
 
     async def _pass(self) -> None:
         while not self._live():

@@ -99,13 +99,15 @@ async def fail(conn: Conn, table: str, *, job_id: int, owner: str, error: str) -
     return status.endswith(" 1")
 
 
-async def release(conn: Conn, table: str, *, owner: str) -> int:
-    """Give back every row ``owner`` holds (graceful shutdown). A held row has a lease:
-    ``lease_until IS NOT NULL`` lets the scan use the leased-rows index."""
+async def release(conn: Conn, table: str, *, owner: str, prefix: bool = False) -> int:
+    """Give back every row ``owner`` holds (graceful shutdown); ``prefix``: every row of an
+    owner whose name starts with ``owner``. A held row has a lease: ``lease_until IS NOT NULL``
+    lets the scan use the leased-rows index."""
+    match = "starts_with(lease_owner, $1)" if prefix else "lease_owner = $1"
     status = await conn.execute(
         f"""UPDATE {table_name(table)} SET status = 'queued', lease_owner = NULL,
                    lease_until = NULL, attempts = greatest(attempts - 1, 0)
-            WHERE status = 'running' AND lease_owner = $1 AND lease_until IS NOT NULL""",
+            WHERE status = 'running' AND {match} AND lease_until IS NOT NULL""",
         owner,
     )
     return int(status.split()[-1])
