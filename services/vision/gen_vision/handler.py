@@ -18,18 +18,31 @@ from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted
 from gen_common.events import Mode as EventMode
+from gen_common.kafka import Received
 
-from gen_vision import results, store
+from gen_vision import intake, results, store
 from gen_vision.lot_request import ModelResult
 from gen_vision.settings import VisionOptions
 
 
+def _path(event: LotSubmitted, options: VisionOptions) -> str:
+    big = options.batch_min_lots is not None and event.total_lots > options.batch_min_lots
+    return "batch" if event.mode == "batch" and big else "realtime"
+
+
 async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOptions) -> None:
     # One statement: skipped for a job ingest aborted (answered 503), else the jobs/lots/work
-    # rows, a pending job flipped to 'processing' and the workers' NOTIFY (store.submit_lot).
-    big = options.batch_min_lots is not None and event.total_lots > options.batch_min_lots
-    path = "batch" if event.mode == "batch" and big else "realtime"
-    await store.submit_lot(conn, event, path=path)
+    # rows, a pending job flipped to 'processing' and the workers' NOTIFY (intake.submit_lot).
+    await intake.submit_lot(conn, event, path=_path(event, options))
+
+
+async def on_submitted_many(
+    received: list[Received], conn: Conn, *, options: VisionOptions
+) -> None:
+    """:func:`on_submitted` for a consumed batch's lots, in one statement (intake.submit_lots)."""
+    await intake.submit_lots(
+        conn, [(r.event, _path(r.event, options), r.traceparent) for r in received]
+    )
 
 
 async def on_cancel(event: JobCancelRequested, conn: Conn) -> None:

@@ -69,7 +69,12 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
         subscriptions = [
-            Subscription(LOTS_SUBMITTED, LotSubmitted, partial(handler.on_submitted, options=o)),
+            Subscription(
+                LOTS_SUBMITTED,
+                LotSubmitted,
+                partial(handler.on_submitted, options=o),
+                many=partial(handler.on_submitted_many, options=o),
+            ),
             Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
         ]
         async with asyncio.TaskGroup() as tg:

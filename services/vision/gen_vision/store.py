@@ -1,5 +1,6 @@
-"""SQL of the vision stage's intake and work queue: jobs/lots/work rows from events, a job's
-cancel, the workers' leases and attempts, and the call log (a vision_calls row before each call).
+"""SQL of the vision stage's work queue: a job's cancel, the workers' leases and attempts, and the
+call log (a vision_calls row before each call). The rows a LotSubmitted writes are
+:mod:`gen_vision.intake`.
 
 Plain functions taking a connection; callers open the transactions. A lot's result and its
 accounting on lots and jobs are in :mod:`gen_vision.results`.
@@ -10,70 +11,10 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from gen_common import tracing
 from gen_common.db import Conn
-from gen_common.events import LotSubmitted
 
 TABLE = "vision_work"
 CHANNEL = "vision_work"
-PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
-
-
-async def submit_lot(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
-    """Everything a LotSubmitted writes, in ONE statement (the consumer's hot path): unless ingest
-    aborted the job, the jobs row (new ones start 'processing'), the lots row with its trace
-    context, the work row (cancelled at once if the job already is), a pending job flipped to
-    'processing' and the workers' NOTIFY. False if the lot was known (a redelivery) or dropped.
-
-    The sibling CTEs share one snapshot, which is why a job inserted here starts 'processing'
-    (the UPDATE cannot see it). The lots row keeps the record's trace context, so the lot's
-    later events continue its trace (gen_common.outbox.add reads it when no context is bound).
-    """
-    queued: int = await conn.fetchval(
-        f"""WITH go AS (SELECT NOT EXISTS (SELECT 1 FROM aborted_jobs WHERE job_id = $1) AS ok),
-           j AS (
-               INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
-                                 webhook_url, status)
-               SELECT $1, $2, $3, $4, $5, $6, $7, 'processing' FROM go
-               -- Known job: no INSERT at all. ON CONFLICT alone waits for every transaction
-               -- holding the jobs row (workers add tokens per lot): the partition would stall.
-               WHERE go.ok AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = $1)
-               ON CONFLICT (job_id) DO NOTHING),
-           l AS (
-               INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
-               SELECT $1, $8, $9, $10, $11 FROM go WHERE go.ok
-               ON CONFLICT (job_id, lot_seq) DO NOTHING),
-           w AS (
-               INSERT INTO vision_work (job_id, lot_seq, lot_id, mode, path, languages, images,
-                                        additional_info, priority, status)
-               SELECT $1, $8, $9, $4, $12, $5, $13, $14, $15,
-                      CASE WHEN EXISTS (SELECT 1 FROM jobs
-                                        WHERE job_id = $1 AND status = 'cancelled')
-                           THEN 'cancelled' ELSE 'queued' END
-               FROM go WHERE go.ok
-               ON CONFLICT (job_id, lot_seq) DO NOTHING
-               RETURNING status),
-           p AS (
-               UPDATE jobs SET status = 'processing', updated_at = now()
-               WHERE job_id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM w))
-           SELECT (SELECT count(*) FROM w), (SELECT pg_notify('{CHANNEL}', '') FROM w LIMIT 1)""",
-        e.job_id,
-        e.client_id,
-        e.api_version,
-        e.mode,
-        e.languages,
-        e.total_lots,
-        e.job_webhook_url,
-        e.lot_seq,
-        e.lot_id,
-        e.webhook,
-        tracing.current(),
-        path,
-        e.images,
-        e.additional_info,
-        PRIORITY[e.mode],
-    )
-    return queued > 0
 
 
 async def cancel_queued(conn: Conn, job_id: uuid.UUID) -> int:

@@ -3,7 +3,8 @@
 - :func:`open_publisher` — an idempotent producer (``acks=all``); ``publish`` returns once the
   event is durably in Kafka.
 - :func:`consume` — the consume loop: decode each record into its event model, run the handler
-  inside the batch's PostgreSQL transaction (a savepoint per record), commit the transaction, and
+  inside the batch's PostgreSQL transaction (no savepoints: a permanent failure runs the batch
+  again with a savepoint per record; :mod:`gen_common.kafka.batch`), commit the transaction, and
   only then commit the offsets. Undecodable or schema-invalid records, and records whose handler
   raises a :class:`~gen_common.errors.PermanentError`, become ``dead_letter`` rows in that same
   transaction, so the partition keeps flowing. A :class:`~gen_common.errors.RetryableError` (or a
@@ -18,7 +19,8 @@ context, see :mod:`gen_common.tracing`); the consume loop binds each record's tr
 its event's job_id / lot_seq / lot_id (:mod:`gen_common.logs`) while its handler runs.
 """
 
-from gen_common.kafka.consume import Subscription, consume, tail
+from gen_common.kafka.batch import Received, Subscription
+from gen_common.kafka.consume import consume, tail
 from gen_common.kafka.lag import LagProbe, PartitionLag, open_lag_probe
 from gen_common.kafka.publish import (
     TRACEPARENT,
@@ -34,6 +36,7 @@ __all__ = [
     "LagProbe",
     "PartitionLag",
     "Publisher",
+    "Received",
     "Subscription",
     "consume",
     "encode",

@@ -1,0 +1,90 @@
+"""gen_common.kafka.batch: a consumed batch in one transaction, a subscription's ``many``
+handler, and the run again record by record when it fails; on real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from aiokafka import TopicPartition
+from gen_common.db import Conn
+from gen_common.errors import PermanentError
+from gen_common.events import LotSubmitted
+from gen_common.kafka import Received, Subscription, encode
+from gen_common.kafka.batch import apply
+
+pytestmark = pytest.mark.pg
+
+
+@dataclass
+class Record:  # the fields of aiokafka's ConsumerRecord the batch reads
+    topic: str
+    offset: int
+    value: bytes
+    partition: int = 0
+    key: bytes = b"k"
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Handlers:
+    table: str
+    refuse_many: bool = False
+    refuse_seq: int | None = None
+    many_calls: list[int] = field(default_factory=list)
+    one_calls: list[int] = field(default_factory=list)
+
+    async def one(self, event: LotSubmitted, conn: Conn) -> None:
+        self.one_calls.append(event.lot_seq)
+        if event.lot_seq == self.refuse_seq:
+            raise PermanentError("refused")
+        await conn.execute(f"INSERT INTO {self.table} VALUES ($1)", event.lot_seq)
+
+    async def many(self, received: list[Received], conn: Conn) -> None:
+        self.many_calls.append(len(received))
+        await conn.executemany(
+            f"INSERT INTO {self.table} VALUES ($1)", [(r.event.lot_seq,) for r in received]
+        )
+        if self.refuse_many:
+            raise PermanentError("one of them is refused")
+
+
+async def _run(pool: asyncpg.Pool, handlers: Handlers, values: list[bytes]) -> list[int]:
+    """Apply ``values`` as one partition's records of the topic ``<table>.lots``."""
+    topic = f"{handlers.table}.lots"
+    await pool.execute(f"CREATE TABLE {handlers.table} (seq int)")
+    sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many)
+    records = [Record(topic, offset, value) for offset, value in enumerate(values)]
+    await apply(pool, "g", {topic: sub}, {TopicPartition(topic, 0): records})
+    rows = await pool.fetch(f"SELECT seq FROM {handlers.table} ORDER BY seq")
+    return [r["seq"] for r in rows]
+
+
+def _lots(n: int) -> list[bytes]:
+    job = uuid.uuid4()
+    return [
+        encode(LotSubmitted(job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"]))
+        for i in range(n)
+    ]
+
+
+async def test_a_partitions_records_go_to_many_in_one_call(pool: asyncpg.Pool, unique: str) -> None:
+    handlers = Handlers(f"batch_{unique}")
+    values = _lots(3)
+    values.insert(1, b"not json")  # dead-lettered on the way, the rest still in one call
+    assert await _run(pool, handlers, values) == [0, 1, 2]
+    assert (handlers.many_calls, handlers.one_calls) == ([3], [])
+    dead = await pool.fetch(
+        "SELECT kafka_offset FROM dead_letter WHERE topic = $1", f"{handlers.table}.lots"
+    )
+    assert [r["kafka_offset"] for r in dead] == [1]
+
+
+async def test_a_failing_many_runs_the_batch_again_record_by_record(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    handlers = Handlers(f"batch_{unique}", refuse_many=True, refuse_seq=1)
+    assert await _run(pool, handlers, _lots(3)) == [0, 2]  # many's writes were rolled back
+    assert (handlers.many_calls, handlers.one_calls) == ([3], [0, 1, 2])

@@ -1,0 +1,112 @@
+"""The vision consumer's intake: one LotSubmitted at a time and a batch in one statement write the
+same rows (gen_vision.intake), on real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from gen_common import tracing
+from gen_common.events import LotSubmitted
+from gen_common.kafka import Received
+from gen_vision import handler
+
+from .conftest import vision_options
+
+pytestmark = pytest.mark.pg
+OPTIONS = vision_options(batch_min_lots=2)
+SKIP = {"job_id", "id", "created_at", "updated_at", "next_attempt_at", "traceparent"}
+
+
+def _lots(job_id: uuid.UUID) -> list[LotSubmitted]:
+    common: dict[str, Any] = {"job_id": job_id, "client_id": "c1", "api_version": 2}
+    return [
+        LotSubmitted(
+            **common,
+            lot_seq=0,
+            lot_id=17,
+            images=["https://a.test/1.jpg", "https://a.test/2 x.jpg"],
+            languages=["en", "ru", "de"],
+            mode="batch",
+            total_lots=3,
+            additional_info='quotes " and \\ and ünïcode, {"json": [1]}',
+            webhook="https://hook.test/lot",
+            job_webhook_url="https://hook.test/job",
+        ),
+        LotSubmitted(
+            **common,
+            lot_seq=1,
+            lot_id="lot-1",
+            images=[],
+            languages=["en"],
+            mode="batch",
+            total_lots=3,
+            job_webhook_url="https://hook.test/job",
+        ),
+        LotSubmitted(  # a redelivery within the same batch
+            **common,
+            lot_seq=1,
+            lot_id="lot-1",
+            images=[],
+            languages=["en"],
+            mode="batch",
+            total_lots=3,
+            job_webhook_url="https://hook.test/job",
+        ),
+    ]
+
+
+async def _rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+    found = {}
+    for table, order in (("jobs", "job_id"), ("lots", "lot_seq"), ("vision_work", "lot_seq")):
+        rows = await pool.fetch(f"SELECT * FROM {table} WHERE job_id = $1 ORDER BY {order}", job_id)
+        found[table] = [{k: v for k, v in r.items() if k not in SKIP} for r in rows]
+    return found
+
+
+async def _one_by_one(pool: asyncpg.Pool, events: list[LotSubmitted]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for event in events:
+            tracing.bind(tracing.new())
+            await handler.on_submitted(event, conn, options=OPTIONS)
+
+
+async def _in_one_go(pool: asyncpg.Pool, events: list[LotSubmitted]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        received = [Received(e, tracing.new()) for e in events]
+        await handler.on_submitted_many(received, conn, options=OPTIONS)
+
+
+async def test_a_batch_writes_what_its_lots_one_by_one_write(pool: asyncpg.Pool) -> None:
+    single, batched = uuid.uuid4(), uuid.uuid4()
+    await _one_by_one(pool, _lots(single))
+    await _in_one_go(pool, _lots(batched))
+    one, many = await _rows(pool, single), await _rows(pool, batched)
+    assert [len(one[t]) for t in ("jobs", "lots", "vision_work")] == [1, 2, 2]
+    assert many == one
+    assert [w["path"] for w in many["vision_work"]] == ["batch", "batch"]
+    traces = await pool.fetch("SELECT traceparent FROM lots WHERE job_id = $1", batched)
+    assert all(tracing.valid(r["traceparent"]) for r in traces)
+
+
+async def test_a_redelivered_batch_writes_nothing_more(pool: asyncpg.Pool) -> None:
+    job_id = uuid.uuid4()
+    await _in_one_go(pool, _lots(job_id))
+    first = await _rows(pool, job_id)
+    await _in_one_go(pool, _lots(job_id))
+    assert await _rows(pool, job_id) == first
+
+
+async def test_lots_of_an_aborted_job_write_nothing_and_of_a_cancelled_one_no_work(
+    pool: asyncpg.Pool,
+) -> None:
+    aborted, cancelled = uuid.uuid4(), uuid.uuid4()
+    await pool.execute("INSERT INTO aborted_jobs (job_id, reason) VALUES ($1, 'test')", aborted)
+    await _in_one_go(pool, _lots(cancelled)[:1])
+    await pool.execute("UPDATE jobs SET status = 'cancelled' WHERE job_id = $1", cancelled)
+    await _in_one_go(pool, [*_lots(aborted), *_lots(cancelled)[1:]])
+    assert await _rows(pool, aborted) == {"jobs": [], "lots": [], "vision_work": []}
+    work = (await _rows(pool, cancelled))["vision_work"]
+    assert [(w["lot_seq"], w["status"]) for w in work] == [(0, "queued"), (1, "cancelled")]
