@@ -88,3 +88,20 @@ async def test_a_failing_many_runs_the_batch_again_record_by_record(
     handlers = Handlers(f"batch_{unique}", refuse_many=True, refuse_seq=1)
     assert await _run(pool, handlers, _lots(3)) == [0, 2]  # many's writes were rolled back
     assert (handlers.many_calls, handlers.one_calls) == ([3], [0, 1, 2])
+
+
+async def test_every_partitions_records_of_a_topic_go_in_one_call(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    handlers = Handlers(f"batch_{unique}")
+    topic = f"{handlers.table}.lots"
+    await pool.execute(f"CREATE TABLE {handlers.table} (seq int)")
+    sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many)
+    values = _lots(4)
+    batches = {
+        TopicPartition(topic, p): [Record(topic, o, values[2 * p + o], partition=p) for o in (0, 1)]
+        for p in (0, 1)
+    }
+    await apply(pool, "g", {topic: sub}, batches)
+    assert handlers.many_calls == [4]
+    assert await pool.fetchval(f"SELECT count(*) FROM {handlers.table}") == 4

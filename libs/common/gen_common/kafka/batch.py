@@ -31,9 +31,10 @@ class Subscription:
     """Route records of ``topic`` (base name), decoded as ``model``, to ``handler``.
 
     ``many`` (optional): the same decisions for several events in one go, each with its record's
-    trace context, e.g. one multi-row statement instead of one per record. It takes a
-    partition's records in the batch's first run; should it fail permanently, or with an error
-    of PostgreSQL's other than losing it, the batch runs again with ``handler`` per record."""
+    trace context, e.g. one multi-row statement instead of one per record. It takes all of a
+    topic's records (every partition's) in the batch's first run; should it fail permanently,
+    or with an error of PostgreSQL's other than losing it, the batch runs again with ``handler``
+    per record."""
 
     topic: str
     model: type[Event]
@@ -146,20 +147,23 @@ async def apply(
     batches: dict[TopicPartition, list[Any]],
 ) -> None:
     """The batch in ONE transaction. Handlers run without savepoints (two round trips per
-    record saved), and a partition's records go to ``many`` where the subscription has it;
+    record saved), and a topic's records go to ``many`` where its subscription has one;
     when one fails permanently the batch is rolled back and run again with ``handler`` and a
     savepoint per record, so only the failing record is dead-lettered (its handler and those
     before it run twice, as on any redelivery)."""
     for isolated in (False, True):
+        together: dict[str, list[Any]] = {}  # for ``many``: a topic's records of every partition
         try:
             async with pool.acquire() as conn, conn.transaction():
                 for tp, records in batches.items():
                     sub = by_topic[tp.topic]
                     if sub.many is not None and not isolated:
-                        await _handle_many(conn, group, sub, records)
+                        together.setdefault(tp.topic, []).extend(records)
                         continue
                     for record in records:
                         await _handle(conn, group, sub, record, isolated=isolated)
+                for topic, records in together.items():
+                    await _handle_many(conn, group, by_topic[topic], records)
         except _Isolate:
             continue
         return
