@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed
+from gen_common.kafka import Received
 
-from gen_translate import finish, store
+from gen_translate import finish, intake, store
 
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "gen_translate_work"
@@ -25,25 +26,40 @@ class Deps:
     sync_budget_s: float
 
 
-async def on_assessed(event: LotAssessed, conn: Conn, deps: Deps) -> None:
+def _accepted(event: LotAssessed, deps: Deps) -> intake.Accepted:
     languages = finish.targets(event.languages)
     deadline = None
     if event.mode == "sync":
         deadline = event.occurred_at + timedelta(seconds=deps.sync_budget_s)
-    cancelled, inserted = await store.accept_lot(  # one statement, NOTIFY included
+    return intake.Accepted(
+        event, languages, finish.distinct(languages), deadline, store.PRIORITY[event.mode]
+    )
+
+
+async def on_assessed(event: LotAssessed, conn: Conn, deps: Deps) -> None:
+    a = _accepted(event, deps)
+    cancelled, inserted = await intake.accept_lot(  # one statement, NOTIFY included
         conn,
         event,
-        languages,
-        deadline,
-        work_languages=finish.distinct(languages),
-        priority=store.PRIORITY[event.mode],
+        a.languages,
+        a.deadline,
+        work_languages=a.work_languages,
+        priority=a.priority,
         notify=WAKE_CHANNEL,
     )
     if cancelled:
         log.info("lot of a cancelled job dropped", extra={"lot": event.lot_key})
         return
-    if inserted and not languages:
+    if inserted and not a.languages:
         await finish.complete_if_done(conn, event.job_id, event.lot_seq)
+
+
+async def on_assessed_many(received: list[Received], conn: Conn, deps: Deps) -> None:
+    """:func:`on_assessed` for a consumed batch's lots: one statement (intake.accept_lots), then
+    the completion of those asking for en alone."""
+    accepted = [_accepted(r.event, deps) for r in received]
+    for job_id, lot_seq in await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL):
+        await finish.complete_if_done(conn, job_id, lot_seq)
 
 
 async def on_control(event: JobCancelRequested, conn: Conn) -> None:

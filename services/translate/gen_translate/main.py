@@ -55,6 +55,7 @@ async def run(settings: TranslateSettings) -> None:
                 LOTS_ASSESSED,
                 LotAssessed,
                 functools.partial(handler.on_assessed, deps=handler_deps),
+                many=functools.partial(handler.on_assessed_many, deps=handler_deps),
             ),
             kafka.Subscription(
                 JOBS_CONTROL,

@@ -1,5 +1,5 @@
-"""SQL of the translate stage's intake and work queue: the lot and work rows a LotAssessed
-writes, a job's cancel, the workers' claim, pre-call check, requeue and deadline expiry.
+"""SQL of the translate stage's work queue: a job's cancel, the workers' claim, pre-call check,
+requeue and deadline expiry. The rows a LotAssessed writes are :mod:`gen_translate.intake`.
 
 Plain functions taking a connection; callers own transactions. A (lot, language)'s outcome and
 the lot's completion are in :mod:`gen_translate.results`.
@@ -8,74 +8,12 @@ the lot's completion are in :mod:`gen_translate.results`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
 
 import asyncpg
 from gen_common.db import Conn
-from gen_common.events import LotAssessed
 
 WORK = "translate_work"
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
-
-
-async def accept_lot(
-    conn: Conn,
-    event: LotAssessed,
-    languages: Sequence[str],
-    deadline: datetime | None,
-    *,
-    work_languages: Sequence[str],
-    priority: int,
-    notify: str,
-) -> tuple[bool, bool]:
-    """Everything a LotAssessed writes, in ONE statement (the consumer's hot path): unless the lot
-    or its job was cancelled, the translate_lots row, lots.status 'translating', one work row per
-    language of ``work_languages`` and the workers' NOTIFY on channel ``notify``.
-
-    Returns ``(cancelled, inserted)``; ``inserted`` is False for a redelivery (the first delivery
-    recorded everything). A lot is cancelled when translate_cancelled_jobs has its job or its lots
-    row says 'cancelled'.
-    """
-    row = await conn.fetchrow(
-        f"""WITH c AS (
-                SELECT EXISTS (SELECT 1 FROM translate_cancelled_jobs WHERE job_id = $1)
-                    OR EXISTS (SELECT 1 FROM lots WHERE job_id = $1 AND lot_seq = $2
-                                                    AND status = 'cancelled') AS cancelled),
-            l AS (
-                INSERT INTO translate_lots (job_id, lot_seq, lot_id, mode, languages,
-                                            description_en, assessment, missing_images,
-                                            assessed_at, deadline_at)
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM c WHERE NOT c.cancelled
-                ON CONFLICT (job_id, lot_seq) DO NOTHING RETURNING 1),
-            m AS (
-                UPDATE lots SET status = 'translating', updated_at = now()
-                WHERE job_id = $1 AND lot_seq = $2
-                  AND status IN ('pending', 'assessing', 'assessed')
-                  AND EXISTS (SELECT 1 FROM l)),
-            w AS (
-                INSERT INTO translate_work (job_id, lot_seq, language, priority, deadline_at)
-                SELECT $1, $2, lang, $12, $10 FROM unnest($11::text[]) AS lang
-                WHERE EXISTS (SELECT 1 FROM l)
-                ON CONFLICT (job_id, lot_seq, language) DO NOTHING RETURNING 1)
-            SELECT (SELECT cancelled FROM c) AS cancelled,
-                   EXISTS (SELECT 1 FROM l) AS inserted,
-                   (SELECT pg_notify('{notify}', '') FROM w LIMIT 1) AS notified""",
-        event.job_id,
-        event.lot_seq,
-        event.lot_id,
-        event.mode,
-        list(languages),
-        event.description_en,
-        event.assessment,
-        event.missing_images,
-        event.occurred_at,
-        deadline,
-        list(work_languages),
-        priority,
-    )
-    assert row is not None
-    return bool(row["cancelled"]), bool(row["inserted"])
 
 
 async def cancel_job(conn: Conn, job_id: uuid.UUID) -> int:

@@ -1,0 +1,89 @@
+"""The translate consumer's intake: one LotAssessed at a time and a batch in one statement write
+the same rows (gen_translate.intake), on real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from gen_common import tracing
+from gen_common.events import LotAssessed
+from gen_common.kafka import Received
+from gen_translate import handler
+
+from .conftest import assessed, create_job, emitted
+
+pytestmark = pytest.mark.pg
+DEPS = handler.Deps(sync_budget_s=45.0)
+SKIP = {"job_id", "id", "created_at", "updated_at", "next_attempt_at", "translated_at"}
+AT = datetime(2026, 11, 25, 6, 7, 8, 123456, tzinfo=UTC)
+
+
+def _events(job_id: uuid.UUID) -> list[LotAssessed]:
+    return [
+        assessed(
+            job_id, 0, languages=["EN", "ru", "de", "ru"], mode="sync", lot_id=7, occurred_at=AT
+        ),
+        assessed(job_id, 1, languages=["en"], occurred_at=AT),  # nothing to translate: done at once
+        assessed(job_id, 2, languages=["ja"], missing_images=[], occurred_at=AT),
+        assessed(job_id, 2, languages=["ja"], missing_images=[], occurred_at=AT),  # redelivered
+    ]
+
+
+async def _rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+    found = {}
+    for table, order in (
+        ("translate_lots", "lot_seq"),
+        ("translate_work", "lot_seq, language"),
+        ("lots", "lot_seq"),
+    ):
+        rows = await pool.fetch(f"SELECT * FROM {table} WHERE job_id = $1 ORDER BY {order}", job_id)
+        found[table] = [{k: v for k, v in r.items() if k not in SKIP} for r in rows]
+    return found
+
+
+async def _one_by_one(pool: asyncpg.Pool, events: list[LotAssessed]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await handler.on_assessed(event, conn, DEPS)
+
+
+async def _in_one_go(pool: asyncpg.Pool, events: list[LotAssessed]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        received = [Received(e, tracing.new()) for e in events]
+        await handler.on_assessed_many(received, conn, DEPS)
+
+
+async def test_a_batch_writes_what_its_lots_one_by_one_write(pool: asyncpg.Pool) -> None:
+    single, batched = await create_job(pool, 3), await create_job(pool, 3)
+    await _one_by_one(pool, _events(single))
+    await _in_one_go(pool, _events(batched))
+    one, many = await _rows(pool, single), await _rows(pool, batched)
+    assert [len(one[t]) for t in ("translate_lots", "translate_work", "lots")] == [3, 3, 3]
+    assert many == one
+    sync_lot = many["translate_lots"][0]
+    assert sync_lot["assessed_at"] == AT  # through the JSON document to the microsecond
+    assert sync_lot["deadline_at"] == AT + timedelta(seconds=45)
+    assert [e.lot_seq for e in await emitted(pool, batched)] == [1]  # en alone: done at once
+    assert [e.lot_seq for e in await emitted(pool, single)] == [1]
+
+
+async def test_a_redelivered_batch_writes_nothing_more(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 3)
+    await _in_one_go(pool, _events(job_id))
+    first = await _rows(pool, job_id)
+    await _in_one_go(pool, _events(job_id))
+    assert await _rows(pool, job_id) == first
+    assert len(await emitted(pool, job_id)) == 1
+
+
+async def test_lots_of_a_cancelled_job_are_dropped(pool: asyncpg.Pool) -> None:
+    job_id = await create_job(pool, 3)
+    await pool.execute("INSERT INTO translate_cancelled_jobs (job_id) VALUES ($1)", job_id)
+    await _in_one_go(pool, _events(job_id))
+    rows = await _rows(pool, job_id)
+    assert (rows["translate_lots"], rows["translate_work"]) == ([], [])
+    assert await emitted(pool, job_id) == []
