@@ -14,6 +14,8 @@ from gen_common.events import LotAssessed
 from gen_common.kafka import Received
 from gen_translate import handler
 
+from tests.harness.job_rows import job_rows
+
 from .conftest import assessed, create_job, emitted
 
 pytestmark = pytest.mark.pg
@@ -34,15 +36,8 @@ def _events(job_id: uuid.UUID) -> list[LotAssessed]:
 
 
 async def _rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
-    found = {}
-    for table, order in (
-        ("translate_lots", "lot_seq"),
-        ("translate_work", "lot_seq, language"),
-        ("lots", "lot_seq"),
-    ):
-        rows = await pool.fetch(f"SELECT * FROM {table} WHERE job_id = $1 ORDER BY {order}", job_id)
-        found[table] = [{k: v for k, v in r.items() if k not in SKIP} for r in rows]
-    return found
+    order = {"translate_lots": "lot_seq", "translate_work": "lot_seq, language", "lots": "lot_seq"}
+    return await job_rows(pool, job_id, order, SKIP)
 
 
 async def _one_by_one(pool: asyncpg.Pool, events: list[LotAssessed]) -> None:

@@ -13,6 +13,8 @@ from gen_common.events import LotSubmitted
 from gen_common.kafka import Received
 from gen_vision import handler
 
+from tests.harness.job_rows import job_rows
+
 from .conftest import vision_options
 
 pytestmark = pytest.mark.pg
@@ -21,49 +23,30 @@ SKIP = {"job_id", "id", "created_at", "updated_at", "next_attempt_at", "tracepar
 
 
 def _lots(job_id: uuid.UUID) -> list[LotSubmitted]:
-    common: dict[str, Any] = {"job_id": job_id, "client_id": "c1", "api_version": 2}
-    return [
-        LotSubmitted(
-            **common,
-            lot_seq=0,
-            lot_id=17,
-            images=["https://a.test/1.jpg", "https://a.test/2 x.jpg"],
-            languages=["en", "ru", "de"],
-            mode="batch",
-            total_lots=3,
-            additional_info='quotes " and \\ and ünïcode, {"json": [1]}',
-            webhook="https://hook.test/lot",
-            job_webhook_url="https://hook.test/job",
-        ),
-        LotSubmitted(
-            **common,
-            lot_seq=1,
-            lot_id="lot-1",
-            images=[],
-            languages=["en"],
-            mode="batch",
-            total_lots=3,
-            job_webhook_url="https://hook.test/job",
-        ),
-        LotSubmitted(  # a redelivery within the same batch
-            **common,
-            lot_seq=1,
-            lot_id="lot-1",
-            images=[],
-            languages=["en"],
-            mode="batch",
-            total_lots=3,
-            job_webhook_url="https://hook.test/job",
-        ),
-    ]
+    common: dict[str, Any] = {
+        "job_id": job_id,
+        "client_id": "c1",
+        "api_version": 2,
+        "mode": "batch",
+        "total_lots": 3,
+        "job_webhook_url": "https://hook.test/job",
+    }
+    first = LotSubmitted(
+        **common,
+        lot_seq=0,
+        lot_id=17,
+        images=["https://a.test/1.jpg", "https://a.test/2 x.jpg"],
+        languages=["en", "ru", "de"],
+        additional_info='quotes " and \\ and ünïcode, {"json": [1]}',
+        webhook="https://hook.test/lot",
+    )
+    second = LotSubmitted(**common, lot_seq=1, lot_id="lot-1", images=[], languages=["en"])
+    return [first, second, second]  # the second twice: a redelivery within the same batch
 
 
 async def _rows(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
-    found = {}
-    for table, order in (("jobs", "job_id"), ("lots", "lot_seq"), ("vision_work", "lot_seq")):
-        rows = await pool.fetch(f"SELECT * FROM {table} WHERE job_id = $1 ORDER BY {order}", job_id)
-        found[table] = [{k: v for k, v in r.items() if k not in SKIP} for r in rows]
-    return found
+    order = {"jobs": "job_id", "lots": "lot_seq", "vision_work": "lot_seq"}
+    return await job_rows(pool, job_id, order, SKIP)
 
 
 async def _one_by_one(pool: asyncpg.Pool, events: list[LotSubmitted]) -> None:

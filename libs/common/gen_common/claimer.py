@@ -59,6 +59,26 @@ class Claimer:
         self._idle.set()
         return await waiter  # cancelled while waiting: run() skips the done future
 
+    async def serve(
+        self, workers: int, handle: Callable[[asyncpg.Record], Awaitable[None]]
+    ) -> None:
+        """Claim, and run ``workers`` workers that each ``handle`` the rows they take, until
+        cancelled. A worker whose handling lost PostgreSQL pauses for the poll interval; the
+        row's lease expires and the reaper requeues it, so nothing is lost."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.run())
+            for _ in range(workers):
+                tasks.create_task(self._work(handle))
+
+    async def _work(self, handle: Callable[[asyncpg.Record], Awaitable[None]]) -> None:
+        while True:
+            row = await self.take()
+            try:
+                await handle(row)
+            except DB_TROUBLE as exc:
+                log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
+                await asyncio.sleep(self._idle_poll_s)
+
     async def run(self) -> None:
         """Claim for the waiting workers until cancelled; then release what claims still hold."""
         try:

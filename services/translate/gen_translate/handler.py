@@ -37,28 +37,21 @@ def _accepted(event: LotAssessed, deps: Deps) -> intake.Accepted:
 
 
 async def on_assessed(event: LotAssessed, conn: Conn, deps: Deps) -> None:
-    a = _accepted(event, deps)
-    cancelled, inserted = await intake.accept_lot(  # one statement, NOTIFY included
-        conn,
-        event,
-        a.languages,
-        a.deadline,
-        work_languages=a.work_languages,
-        priority=a.priority,
-        notify=WAKE_CHANNEL,
-    )
-    if cancelled:
-        log.info("lot of a cancelled job dropped", extra={"lot": event.lot_key})
-        return
-    if inserted and not a.languages:
-        await finish.complete_if_done(conn, event.job_id, event.lot_seq)
+    await _accept(conn, [event], deps)
 
 
 async def on_assessed_many(received: list[Received], conn: Conn, deps: Deps) -> None:
-    """:func:`on_assessed` for a consumed batch's lots: one statement (intake.accept_lots), then
-    the completion of those asking for en alone."""
-    accepted = [_accepted(r.event, deps) for r in received]
-    for job_id, lot_seq in await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL):
+    await _accept(conn, [r.event for r in received], deps)
+
+
+async def _accept(conn: Conn, events: list[LotAssessed], deps: Deps) -> None:
+    """One statement for the lots (intake.accept_lots, NOTIFY included), then the completion of
+    those asking for en alone."""
+    accepted = [_accepted(event, deps) for event in events]
+    english_only, dropped = await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL)
+    if dropped:
+        log.info("lots of cancelled jobs dropped", extra={"count": dropped})
+    for job_id, lot_seq in english_only:
         await finish.complete_if_done(conn, job_id, lot_seq)
 
 

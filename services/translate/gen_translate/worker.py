@@ -95,22 +95,15 @@ async def run_workers(deps: WorkerDeps) -> None:
         idle_poll_s=o.idle_poll_s,
         pause_s=pause_s,
     )
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(claimer.run())
-        for _ in range(o.workers):
-            tasks.create_task(_work(deps, claimer))
 
-
-async def _work(deps: WorkerDeps, claimer: Claimer) -> None:
-    while True:
-        row = await claimer.take()
+    async def handle(row: asyncpg.Record) -> None:
         try:
             await translate_one(deps, row["lease_owner"], row, row if row["has_source"] else None)
-        except DB_TROUBLE as exc:
-            # PostgreSQL went away: the row's lease expires and the reaper requeues it.
-            deps.breaker.record_ignored()
-            log.warning("worker pass failed; retrying", extra={"error": repr(exc)})
-            await asyncio.sleep(deps.options.idle_poll_s)
+        except DB_TROUBLE:
+            deps.breaker.record_ignored()  # the permit of a call that may not have started
+            raise
+
+    await claimer.serve(o.workers, handle)
 
 
 async def translate_one(

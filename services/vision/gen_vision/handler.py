@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from gen_common import outbox
+from gen_common import outbox, tracing
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted
 from gen_common.events import Mode as EventMode
@@ -32,14 +32,14 @@ def _path(event: LotSubmitted, options: VisionOptions) -> str:
 
 async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOptions) -> None:
     # One statement: skipped for a job ingest aborted (answered 503), else the jobs/lots/work
-    # rows, a pending job flipped to 'processing' and the workers' NOTIFY (intake.submit_lot).
-    await intake.submit_lot(conn, event, path=_path(event, options))
+    # rows, a pending job flipped to 'processing' and the workers' NOTIFY (intake.submit_lots).
+    await intake.submit_lots(conn, [(event, _path(event, options), tracing.current())])
 
 
 async def on_submitted_many(
     received: list[Received], conn: Conn, *, options: VisionOptions
 ) -> None:
-    """:func:`on_submitted` for a consumed batch's lots, in one statement (intake.submit_lots)."""
+    """:func:`on_submitted` for a consumed batch's lots, in the same one statement."""
     await intake.submit_lots(
         conn, [(r.event, _path(r.event, options), r.traceparent) for r in received]
     )

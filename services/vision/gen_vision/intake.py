@@ -1,11 +1,10 @@
 """SQL of the vision stage's intake: what a LotSubmitted writes (the jobs row of a new job, the
-lots row, the work row, the workers' NOTIFY), for one event or for a consumed batch's events in
-one statement. Plain functions taking a connection; the consumer's batch transaction holds them.
+lots row, the work row, the workers' NOTIFY), for a consumed batch's events (or one) in one
+statement. A plain function taking a connection; the consumer's batch transaction holds it.
 """
 
 from __future__ import annotations
 
-from gen_common import tracing
 from gen_common.db import Conn
 from gen_common.events import LotSubmitted
 
@@ -14,68 +13,18 @@ from gen_vision.store import CHANNEL
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
 
 
-async def submit_lot(conn: Conn, e: LotSubmitted, *, path: str) -> bool:
-    """Everything a LotSubmitted writes, in ONE statement (the consumer's hot path): unless ingest
-    aborted the job, the jobs row (new ones start 'processing'), the lots row with its trace
-    context, the work row (cancelled at once if the job already is), a pending job flipped to
-    'processing' and the workers' NOTIFY. False if the lot was known (a redelivery) or dropped.
+async def submit_lots(conn: Conn, lots: list[tuple[LotSubmitted, str, str | None]]) -> int:
+    """Everything ``(event, path, traceparent)`` lots write, in ONE statement (a consumed batch,
+    or one record: one round trip either way): unless ingest aborted the job, the jobs row of a
+    new job (it starts 'processing'), the lots row with its trace context, the work row
+    (cancelled at once if the job already is), a pending job flipped to 'processing' and the
+    workers' NOTIFY. Returns how many work rows it queued (0: redeliveries or dropped lots).
 
-    The sibling CTEs share one snapshot, which is why a job inserted here starts 'processing'
-    (the UPDATE cannot see it). The lots row keeps the record's trace context, so the lot's
-    later events continue its trace (gen_common.outbox.add reads it when no context is bound).
-    """
-    queued: int = await conn.fetchval(
-        f"""WITH go AS (SELECT NOT EXISTS (SELECT 1 FROM aborted_jobs WHERE job_id = $1) AS ok),
-           j AS (
-               INSERT INTO jobs (job_id, client_id, api_version, mode, languages, total_lots,
-                                 webhook_url, status)
-               SELECT $1, $2, $3, $4, $5, $6, $7, 'processing' FROM go
-               -- Known job: no INSERT at all. ON CONFLICT alone waits for every transaction
-               -- holding the jobs row (workers add tokens per lot): the partition would stall.
-               WHERE go.ok AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = $1)
-               ON CONFLICT (job_id) DO NOTHING),
-           l AS (
-               INSERT INTO lots (job_id, lot_seq, lot_id, webhook, traceparent)
-               SELECT $1, $8, $9, $10, $11 FROM go WHERE go.ok
-               ON CONFLICT (job_id, lot_seq) DO NOTHING),
-           w AS (
-               INSERT INTO vision_work (job_id, lot_seq, lot_id, mode, path, languages, images,
-                                        additional_info, priority, status)
-               SELECT $1, $8, $9, $4, $12, $5, $13, $14, $15,
-                      CASE WHEN EXISTS (SELECT 1 FROM jobs
-                                        WHERE job_id = $1 AND status = 'cancelled')
-                           THEN 'cancelled' ELSE 'queued' END
-               FROM go WHERE go.ok
-               ON CONFLICT (job_id, lot_seq) DO NOTHING
-               RETURNING status),
-           p AS (
-               UPDATE jobs SET status = 'processing', updated_at = now()
-               WHERE job_id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM w))
-           SELECT (SELECT count(*) FROM w), (SELECT pg_notify('{CHANNEL}', '') FROM w LIMIT 1)""",
-        e.job_id,
-        e.client_id,
-        e.api_version,
-        e.mode,
-        e.languages,
-        e.total_lots,
-        e.job_webhook_url,
-        e.lot_seq,
-        e.lot_id,
-        e.webhook,
-        tracing.current(),
-        path,
-        e.images,
-        e.additional_info,
-        PRIORITY[e.mode],
-    )
-    return queued > 0
-
-
-async def submit_lots(conn: Conn, lots: list[tuple[LotSubmitted, str, str]]) -> int:
-    """:func:`submit_lot` for several ``(event, path, traceparent)`` in ONE statement (a consumed
-    batch: one round trip instead of one per lot); returns how many work rows it queued. The
-    lots travel as one JSON document (``jsonb_to_recordset``: arrays of arrays, as images are,
-    cannot be parameters)."""
+    The lots travel as one JSON document (``jsonb_to_recordset``: arrays of arrays, as images
+    are, cannot be parameters). The sibling CTEs share one snapshot, which is why a job inserted
+    here starts 'processing' (the UPDATE cannot see it). The lots row keeps the record's trace
+    context, so the lot's later events continue its trace (gen_common.outbox.add reads it when
+    no context is bound)."""
     rows = [
         {
             "job_id": e.job_id,
@@ -109,6 +58,8 @@ async def submit_lots(conn: Conn, lots: list[tuple[LotSubmitted, str, str]]) -> 
                                  webhook_url, status)
                SELECT DISTINCT ON (job_id) job_id, client_id, api_version, mode, languages,
                       total_lots, job_webhook_url, 'processing'
+               -- Known job: no INSERT at all. ON CONFLICT alone waits for every transaction
+               -- holding the jobs row (workers add tokens per lot): the partition would stall.
                FROM x WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = x.job_id)
                ORDER BY job_id, lot_seq
                ON CONFLICT (job_id) DO NOTHING),

@@ -105,21 +105,7 @@ async def run(deps: Deps) -> None:
         idle_poll_s=o.idle_poll_s,
         pause_s=pause_s,
     )
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(claimer.run())
-        for _ in range(o.workers):
-            tasks.create_task(_work(deps, claimer))
-
-
-async def _work(deps: Deps, claimer: Claimer) -> None:
-    while True:
-        row = await claimer.take()
-        try:
-            await process(deps, row, row["lease_owner"])
-        except DB_TROUBLE as exc:
-            # The lease expires and the reaper requeues the lot; nothing is lost.
-            log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
-            await asyncio.sleep(deps.options.idle_poll_s)
+    await claimer.serve(o.workers, lambda row: process(deps, row, row["lease_owner"]))
 
 
 async def _renew(deps: Deps, work_id: int, owner: str) -> None:
