@@ -40,12 +40,15 @@ class Handlers:
         self.one_calls.append(event.lot_seq)
         if event.lot_seq == self.refuse_seq:
             raise PermanentError("refused")
-        await conn.execute(f"INSERT INTO {self.table} VALUES ($1)", event.lot_seq)
+        await conn.execute(
+            f"INSERT INTO {self.table} VALUES ($1, $2)", event.lot_seq, event.additional_info
+        )
 
     async def many(self, received: list[Received], conn: Conn) -> None:
         self.many_calls.append(len(received))
         await conn.executemany(
-            f"INSERT INTO {self.table} VALUES ($1)", [(r.event.lot_seq,) for r in received]
+            f"INSERT INTO {self.table} VALUES ($1, $2)",
+            [(r.event.lot_seq, r.event.additional_info) for r in received],
         )
         if self.refuse_many:
             raise PermanentError("one of them is refused")
@@ -54,7 +57,7 @@ class Handlers:
 async def _run(pool: asyncpg.Pool, handlers: Handlers, values: list[bytes]) -> list[int]:
     """Apply ``values`` as one partition's records of the topic ``<table>.lots``."""
     topic = f"{handlers.table}.lots"
-    await pool.execute(f"CREATE TABLE {handlers.table} (seq int)")
+    await pool.execute(f"CREATE TABLE {handlers.table} (seq int, info text)")
     sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many)
     records = [Record(topic, offset, value) for offset, value in enumerate(values)]
     await apply(pool, "g", {topic: sub}, {TopicPartition(topic, 0): records})
@@ -95,7 +98,7 @@ async def test_every_partitions_records_of_a_topic_go_in_one_call(
 ) -> None:
     handlers = Handlers(f"batch_{unique}")
     topic = f"{handlers.table}.lots"
-    await pool.execute(f"CREATE TABLE {handlers.table} (seq int)")
+    await pool.execute(f"CREATE TABLE {handlers.table} (seq int, info text)")
     sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many)
     values = _lots(4)
     batches = {
@@ -105,3 +108,27 @@ async def test_every_partitions_records_of_a_topic_go_in_one_call(
     await apply(pool, "g", {topic: sub}, batches)
     assert handlers.many_calls == [4]
     assert await pool.fetchval(f"SELECT count(*) FROM {handlers.table}") == 4
+
+
+async def test_a_record_whose_values_postgresql_refuses_is_dead_lettered(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    """A NUL character is valid JSON and a valid str, but no PostgreSQL text: the record would
+    fail on every replay, so it goes to dead_letter and the rest of the batch commits."""
+    handlers = Handlers(f"batch_{unique}")
+    job = uuid.uuid4()
+    values = [
+        encode(
+            LotSubmitted(
+                job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"], additional_info=info
+            )
+        )
+        for i, info in enumerate(["ok", "nul \x00 here", "fine"])
+    ]
+    assert await _run(pool, handlers, values) == [0, 2]
+    assert handlers.one_calls == [0, 1, 2]  # many failed, then record by record
+    dead = await pool.fetch(
+        "SELECT kafka_offset, error FROM dead_letter WHERE topic = $1", f"{handlers.table}.lots"
+    )
+    assert [r["kafka_offset"] for r in dead] == [1]
+    assert dead[0]["error"].startswith("invalid_data: ")

@@ -1,10 +1,11 @@
 """One consumed batch in one PostgreSQL transaction: records decoded and routed to their
 subscription's handler, dead letters for what cannot be handled.
 
-Undecodable or schema-invalid records, and records whose handler raises a
-:class:`~gen_common.errors.PermanentError`, become ``dead_letter`` rows in the batch's transaction,
-so the partition keeps flowing. While a handler runs, the record's trace context and its event's
-job_id / lot_seq / lot_id are bound for logs (:mod:`gen_common.logs`).
+Undecodable or schema-invalid records, records whose handler raises a
+:class:`~gen_common.errors.PermanentError`, and records whose values PostgreSQL refuses (a data
+exception, e.g. a NUL character in a text field) become ``dead_letter`` rows in the batch's
+transaction, so the partition keeps flowing. While a handler runs, the record's trace context
+and its event's job_id / lot_seq / lot_id are bound for logs (:mod:`gen_common.logs`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ class _Isolate(Exception):
     """A handler failed permanently in a batch run without savepoints: run it again, isolated."""
 
 
+def _code(exc: PermanentError | asyncpg.DataError) -> str:
+    # PostgreSQL's data exceptions (SQLSTATE class 22, e.g. a NUL character in a text field)
+    # refuse the record's values: replaying it could only fail again, so it is dead-lettered
+    # instead of stalling the partition.
+    return exc.code if isinstance(exc, PermanentError) else "invalid_data"
+
+
 async def _handle(
     conn: Conn, group: str, sub: Subscription, record: Any, *, isolated: bool
 ) -> None:
@@ -110,10 +118,10 @@ async def _handle(
                 await sub.handler(event, conn)
         else:
             await sub.handler(event, conn)
-    except PermanentError as exc:
+    except (PermanentError, asyncpg.DataError) as exc:
         if not isolated:
             raise _Isolate from exc
-        await _dead_letter(conn, group, record, f"{exc.code}: {exc}")
+        await _dead_letter(conn, group, record, f"{_code(exc)}: {exc}")
         return
     if log.isEnabledFor(logging.DEBUG):
         log.debug("record handled", extra={"topic": record.topic, "offset": record.offset})
