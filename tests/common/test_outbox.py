@@ -15,6 +15,7 @@ from gen_common.settings import DbSettings, KafkaSettings
 from pydantic import SecretStr
 
 from tests.common.test_kafka import _consume_all
+from tests.harness.processes import eventually
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -94,7 +95,12 @@ async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
             try:
                 topic = kafka_settings.topic(LOTS_FAILED)
                 assert early.lot_key in await _keys_of(kafka_settings, topic, job, 1)
-                assert cursor.floor > 0  # the next passes start above the straggler's id
+
+                async def floor_moved() -> bool:  # set once the pass's transaction committed,
+                    return cursor.floor > 0  # which may be after Kafka delivered the event
+
+                # the next passes start above the straggler's id
+                await eventually(floor_moved, timeout=10)
                 await tx.commit()
                 await pool.release(straggler)
                 assert late.lot_key in await _keys_of(kafka_settings, topic, job, 2)

@@ -360,7 +360,11 @@ async def open_system(
         sim = stack.enter_context(running(config))
         images = stack.enter_context(ImageHost())
         receiver = stack.enter_context(Receiver([SHARED_KEY]))
-        ports = {name: free_port() for name in ("ingest", "status", "vision", "notifier")}
+        ports: dict[str, int] = {}
+        for name in ("ingest", "status", "vision", "notifier"):
+            while (port := free_port()) in ports.values():  # the kernel may hand one out twice
+                pass
+            ports[name] = port
         envs = service_envs(db_url=db_url, ks=ks, sim=sim, ports=ports, overrides=overrides)
         system = System(root, db_url, ks, sim, images, receiver, ports, envs)
 
