@@ -42,7 +42,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def running(pool: asyncpg.Pool, unique: str) -> AsyncIterator[tuple[Rig, Claimer]]:
+async def running(
+    pool: asyncpg.Pool, unique: str
+) -> AsyncIterator[tuple[Rig, Claimer[asyncpg.Record]]]:
     await pool.execute(TABLE)
     rig = Rig(pool, unique)
     claimer = Claimer(
@@ -121,3 +123,35 @@ async def test_on_the_way_out_rows_its_claims_hold_are_released(
         assert await rig.owners() == ["another-process:1", *[f"proc-{unique}:1"] * 2]
     assert await rig.owners() == ["another-process:1", None, None]  # the other's lease stays
     assert other["attempts"] == 1
+
+
+async def test_items_of_several_rows_count_as_their_rows(pool: asyncpg.Pool, unique: str) -> None:
+    """A claim grouped into items (translate: all languages of a lot) was full when it leased as
+    many rows as asked, however few items they made: the workers still waiting are served by
+    the next claim at once, not after the poll."""
+    await pool.execute(TABLE)
+    rig = Rig(pool, unique)
+
+    async def pairs(limit: int, owner: str) -> list[list[asyncpg.Record]]:
+        rows = await rig.claim(limit, owner)
+        return [rows[i : i + 2] for i in range(0, len(rows), 2)]
+
+    claimer = Claimer(
+        pool,
+        "test_work",
+        pairs,
+        owner=f"p-{unique}",
+        wakeup=rig.wakeup,
+        idle_poll_s=30,
+        rows_of=len,
+    )
+    task = asyncio.create_task(claimer.run())
+    try:
+        await rig.add(8)
+        items = await asyncio.wait_for(asyncio.gather(*(claimer.take() for _ in range(4))), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sorted(len(item) for item in items) == [1, 2, 2, 2]
+    assert rig.limits == [4, 2, 1]  # the waiters left after a full claim, at once
+    assert len({row["id"] for item in items for row in item}) == 7

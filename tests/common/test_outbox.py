@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from gen_common import db, kafka, migrate, outbox
-from gen_common.events import LOTS_FAILED, LotFailed
+from gen_common.events import LOTS_FAILED, Event, LotFailed
 from gen_common.settings import DbSettings, KafkaSettings
 from pydantic import SecretStr
 
@@ -113,3 +113,32 @@ async def test_a_row_committed_after_newer_ones_were_published_is_published_too(
 async def _keys_of(settings: KafkaSettings, topic: str, job: uuid.UUID, n: int) -> set[str]:
     """This job's event keys on ``topic``, once there are ``n`` of them (or after 20 s)."""
     return await _consume_all(settings.bootstrap_servers, topic, n, prefix=str(job), timeout_s=20)
+
+
+async def test_the_relay_drains_full_batches_at_once_and_wakes_on_each_commit(
+    pg_url: str, unique: str, kafka_settings: KafkaSettings
+) -> None:
+    """After a full batch the next pass runs at once (rows may be left); after a short one the
+    relay sleeps until a commit's NOTIFY (the idle poll here is far beyond the test's wait)."""
+    job = uuid.uuid4()
+    events = [
+        LotFailed(job_id=job, lot_seq=i, lot_id=i, stage="vision", reason="r") for i in range(6)
+    ]
+    await kafka.ensure_topics(kafka_settings, [LOTS_FAILED])
+    topic = kafka_settings.topic(LOTS_FAILED)
+    async with _private_pool(pg_url, unique) as pool:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add_many(
+                conn, list[Event](events[:5])
+            )  # one NOTIFY, three passes of 2, 2, 1
+        async with kafka.open_publisher(kafka_settings) as publisher:
+            relay = asyncio.create_task(outbox.relay(pool, publisher, idle_s=3600, batch=2))
+            try:
+                assert len(await _keys_of(kafka_settings, topic, job, 5)) == 5
+                async with pool.acquire() as conn, conn.transaction():
+                    await outbox.add(conn, events[5])
+                assert len(await _keys_of(kafka_settings, topic, job, 6)) == 6
+            finally:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay

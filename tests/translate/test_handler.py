@@ -248,22 +248,25 @@ async def test_cancel_cancels_queued_work_and_later_lots(pool: asyncpg.Pool) -> 
     assert await emitted(pool, job_id) == []
 
 
-async def _claim_only(pool: asyncpg.Pool, job_id: uuid.UUID, owner: str) -> asyncpg.Record:
+async def _claim(pool: asyncpg.Pool, job_id: uuid.UUID, owner: str) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
-        [row] = await jobs.claim(
+        return await jobs.claim(
             conn,
             WORK,
             owner=owner,
             lease_s=30,
+            limit=8,
             where=f"job_id = '{job_id}'",
             select=store.CLAIM_WITH_SOURCE,
         )
-    return row
 
 
 def _translated(row: asyncpg.Record) -> Outcome:
     usage = TokenUsage(input_tokens=7, output_tokens=5, cost_usd=0.25)
-    return Outcome(row["job_id"], row["lot_seq"], "ru", "translated", text="[ru] t", usage=usage)
+    language = row["language"]
+    return Outcome(
+        row["job_id"], row["lot_seq"], language, "translated", text=f"[{language}] t", usage=usage
+    )
 
 
 async def test_a_lots_only_language_settles_and_completes_in_one_statement(
@@ -271,23 +274,28 @@ async def test_a_lots_only_language_settles_and_completes_in_one_statement(
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "en"]))
-    row = await _claim_only(pool, job_id, "w1")
-    assert finish.only_language(row, _translated(row))
+    [row] = await _claim(pool, job_id, "w1")
+    assert finish.covers_lot(row, [_translated(row)])
     totals = "SELECT input_tokens, output_tokens, cost_usd FROM lots WHERE job_id = $1"
     before = await pool.fetchrow(totals, job_id)
     assert before is not None
-    async with pool.acquire() as conn:
-        settle = finish.settle_only_language
-        assert not await settle(
-            conn, work_id=row["id"], owner="w0", outcome=_translated(row), claimed=row
-        )  # not the lease holder: nothing written
-        assert await emitted(pool, job_id) == []
-        assert await settle(
-            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
-        )
-        assert not await settle(
-            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
-        )  # done: a second try writes nothing
+
+    async def settle(owner: str) -> results.Settled:
+        async with pool.acquire() as conn:
+            return await results.settle_lot(
+                conn,
+                owner=owner,
+                work_ids=[row["id"]],
+                outcomes=[_translated(row)],
+                done=finish.completion_of(
+                    finish.build_event(row, [results.as_stored(_translated(row))])
+                ),
+            )
+
+    assert await settle("w0") == results.Settled(0, False)  # not the lease holder: nothing
+    assert await emitted(pool, job_id) == []
+    assert await settle("w1") == results.Settled(1, True)
+    assert await settle("w1") == results.Settled(0, False)  # done: a second try writes nothing
     [event] = await emitted(pool, job_id)
     assert [(d.language, d.damages) for d in event.descriptions] == [
         ("en", DESCRIPTION_EN),
@@ -304,17 +312,67 @@ async def test_a_lots_only_language_settles_and_completes_in_one_statement(
     assert [r["input_tokens"] for r in shares] == [7]
 
 
+async def test_all_languages_of_a_lot_settle_and_complete_in_one_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "en", "de", "ru"]))
+    rows = await _claim(pool, job_id, "w1")
+    assert sorted(r["language"] for r in rows) == ["de", "ru"]
+    failed = Outcome(job_id, 0, "de", "failed", error_code="refused")
+    outcomes = [_translated(r) if r["language"] == "ru" else failed for r in rows]
+    assert finish.covers_lot(rows[0], outcomes)
+    assert not finish.covers_lot(rows[0], outcomes[:1])
+    async with pool.acquire() as conn:
+        await finish.settle_lot(conn, owner="w1", claimed=rows, outcomes=outcomes)
+    [event] = await emitted(pool, job_id)
+    assert [(d.language, d.damages) for d in event.descriptions] == [
+        ("en", DESCRIPTION_EN),
+        ("ru", "[ru] t"),
+        ("ru", "[ru] t"),  # as often as asked
+    ]
+    assert (event.pending_languages, event.warnings) == (["de"], [finish.FAILED])
+    assert event.usage.input_tokens == 7
+    work = {r["language"]: r for r in await work_rows(pool, job_id)}
+    assert (work["ru"]["status"], work["de"]["status"]) == ("done", "failed")
+    assert (work["de"]["last_error"], work["de"]["lease_owner"]) == ("refused", None)
+    stored = await pool.fetch(
+        "SELECT language, outcome FROM translate_results WHERE job_id = $1 ORDER BY 1", job_id
+    )
+    assert [tuple(r) for r in stored] == [("de", "failed"), ("ru", "translated")]
+
+
+async def test_a_lot_whose_lease_on_one_language_was_lost_completes_with_its_new_holder(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru", "de"]))
+    rows = await _claim(pool, job_id, "w1")
+    de = next(r for r in rows if r["language"] == "de")
+    await pool.execute("UPDATE translate_work SET lease_owner = 'w2' WHERE id = $1", de["id"])
+    async with pool.acquire() as conn:
+        await finish.settle_lot(
+            conn, owner="w1", claimed=rows, outcomes=[_translated(r) for r in rows]
+        )
+        assert await emitted(pool, job_id) == []  # ru stored; de belongs to w2 now
+        assert await results.results_of(conn, job_id, 0) != []
+        async with conn.transaction():  # w2 finishes de the per-row way: the lot completes
+            lot = await results.settle(conn, work_id=de["id"], owner="w2", o=_translated(de))
+            assert lot is not None
+            await finish.complete_if_done(conn, job_id, 0, locked=lot)
+    [event] = await emitted(pool, job_id)
+    assert sorted(d.language for d in event.descriptions) == ["de", "en", "ru"]
+
+
 async def test_the_only_language_of_a_cancelled_lot_is_stored_without_an_event(
     pool: asyncpg.Pool,
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru"]))
-    row = await _claim_only(pool, job_id, "w1")
+    [row] = await _claim(pool, job_id, "w1")
     await pool.execute("UPDATE translate_lots SET cancelled = true WHERE job_id = $1", job_id)
     async with pool.acquire() as conn:
-        assert await finish.settle_only_language(
-            conn, work_id=row["id"], owner="w1", outcome=_translated(row), claimed=row
-        )
+        await finish.settle_lot(conn, owner="w1", claimed=[row], outcomes=[_translated(row)])
     assert await emitted(pool, job_id) == []
     stored = await pool.fetch("SELECT outcome FROM translate_results WHERE job_id = $1", job_id)
     assert [r["outcome"] for r in stored] == ["translated"]

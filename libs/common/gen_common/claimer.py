@@ -17,7 +17,8 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import asyncpg
 
@@ -27,42 +28,46 @@ from gen_common.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
-# ``(limit, owner) -> leased rows``: the statement that leases up to ``limit`` rows to ``owner``
-Claim = Callable[[int, str], Awaitable[list[asyncpg.Record]]]
+Item = TypeVar("Item")  # what one worker takes: a leased row, or several handled together
 
 
-class Claimer:
+def one_row(_: object) -> int:
+    return 1
+
+
+class Claimer(Generic[Item]):
     def __init__(
         self,
         pool: asyncpg.Pool,
         table: str,
-        claim: Claim,
+        claim: Callable[[int, str], Awaitable[Sequence[Item]]],
         *,
         owner: str,
         wakeup: Wakeup,
         idle_poll_s: float,
         pause_s: Callable[[], float] = lambda: 0.0,
+        rows_of: Callable[[Item], int] = one_row,
     ) -> None:
-        """``pause_s``: how long to hold claims back now (0: claim), e.g. while a circuit
-        breaker refuses calls, so an outage leaves the work queued."""
+        """``claim(limit, owner)``: the statement that leases up to ``limit`` rows to
+        ``owner``, as the items workers take (each a row, unless ``rows_of`` counts an item's
+        rows: rows handled together). ``pause_s``: how long to hold claims back now (0: claim),
+        e.g. while a circuit breaker refuses calls, so an outage leaves the work queued."""
         self._pool, self._table, self._claim = pool, jobs.table_name(table), claim
         self._owner, self._wakeup, self._idle_poll_s = owner, wakeup, idle_poll_s
-        self._pause_s = pause_s
+        self._pause_s, self._rows_of = pause_s, rows_of
         self._numbers = itertools.count(1)
-        self._waiting: collections.deque[asyncio.Future[asyncpg.Record]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[Item]] = collections.deque()
         self._idle = asyncio.Event()
 
-    async def take(self) -> asyncpg.Record:
-        """The next row this worker leases (its lease owner is ``row['lease_owner']``)."""
-        waiter: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+    async def take(self) -> Item:
+        """The next item this worker leases (its rows' lease owner is their ``lease_owner``)."""
+        waiter: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         self._idle.set()
         return await waiter  # cancelled while waiting: run() skips the done future
 
-    async def serve(
-        self, workers: int, handle: Callable[[asyncpg.Record], Awaitable[None]]
-    ) -> None:
-        """Claim, and run ``workers`` workers that each ``handle`` the rows they take, until
+    async def serve(self, workers: int, handle: Callable[[Item], Awaitable[None]]) -> None:
+        """Claim, and run ``workers`` workers that each ``handle`` the items they take, until
         cancelled. A worker whose handling lost PostgreSQL pauses for the poll interval; the
         row's lease expires and the reaper requeues it, so nothing is lost."""
         async with asyncio.TaskGroup() as tasks:
@@ -70,11 +75,11 @@ class Claimer:
             for _ in range(workers):
                 tasks.create_task(self._work(handle))
 
-    async def _work(self, handle: Callable[[asyncpg.Record], Awaitable[None]]) -> None:
+    async def _work(self, handle: Callable[[Item], Awaitable[None]]) -> None:
         while True:
-            row = await self.take()
+            item = await self.take()
             try:
-                await handle(row)
+                await handle(item)
             except DB_TROUBLE as exc:
                 log.warning("database unavailable; worker pauses", extra={"error": repr(exc)})
                 await asyncio.sleep(self._idle_poll_s)
@@ -102,14 +107,15 @@ class Claimer:
         # waiting after a full claim are served by the next one, at once.
         wanted = 1 << (self._live().bit_length() - 1)
         try:
-            rows = await self._claim(wanted, f"{self._owner}:{next(self._numbers)}")
+            items = await self._claim(wanted, f"{self._owner}:{next(self._numbers)}")
         except DB_TROUBLE as exc:  # held rows' leases expire and the reaper requeues them
             log.warning("claim failed; retrying", extra={"error": repr(exc)})
             await asyncio.sleep(self._idle_poll_s)
             return
-        for row in rows:
-            self._hand(row)
-        if len(rows) < wanted:  # the queue is empty: wait for new work (NOTIFY) or the poll
+        for item in items:
+            self._hand(item)
+        if sum(map(self._rows_of, items)) < wanted:
+            # the queue is empty: wait for new work (NOTIFY) or the poll
             await self._wakeup.wait(seen, self._idle_poll_s)
 
     def _live(self) -> int:
@@ -117,10 +123,10 @@ class Claimer:
             self._waiting.popleft()
         return sum(not w.done() for w in self._waiting)
 
-    def _hand(self, row: asyncpg.Record) -> None:
+    def _hand(self, item: Item) -> None:
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_result(row)
+                waiter.set_result(item)
                 return
         # every waiter went away during the claim (shutdown): run()'s release gives it back

@@ -141,6 +141,7 @@ async def relay(
     publisher: Publisher,
     *,
     idle_s: float = 1.0,
+    batch: int = 500,
     cursor: Cursor | None = None,
 ) -> None:
     """Publish outbox rows until cancelled; wakes on NOTIFY, polls every ``idle_s`` anyway."""
@@ -158,7 +159,9 @@ async def relay(
                 # transaction committed just after our read) still wakes the next wait at once.
                 wake.clear()
                 try:
-                    if await publish_pending(pool, publisher, cursor=cursor):
+                    # only a full batch may have left rows behind: after a short one, a row
+                    # committed since the read has notified (the wait returns at once)
+                    if await publish_pending(pool, publisher, batch=batch, cursor=cursor) == batch:
                         continue
                 except DB_TROUBLE as exc:
                     log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})

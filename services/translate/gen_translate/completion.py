@@ -1,6 +1,6 @@
 """What a completed lot writes: the lots row's descriptions and totals, the job's share of the
 usage and its LotTranslated in the outbox. :func:`mark_translated` writes it alone (the last of
-several languages, under the lot's lock); ``results.settle_only_language`` uses :func:`ctes`
+several languages, under the lot's lock); ``results.settle_lot`` uses :func:`ctes`
 inside its one statement.
 """
 

@@ -89,21 +89,29 @@ async def complete_if_done(
     return event
 
 
-def only_language(lot: Mapping[str, Any] | asyncpg.Record, outcome: Outcome) -> bool:
-    """Whether ``outcome`` is for the one language ``lot`` asks for (no other finisher)."""
-    return set(lot["languages"]) == {outcome.language}
+def covers_lot(lot: Mapping[str, Any] | asyncpg.Record, outcomes: Sequence[Outcome]) -> bool:
+    """Whether ``outcomes`` are for every language ``lot`` asks for (no other finisher)."""
+    return set(lot["languages"]) == {o.language for o in outcomes}
 
 
-async def settle_only_language(
-    conn: Conn, *, work_id: int, owner: str, outcome: Outcome, claimed: asyncpg.Record
-) -> bool:
-    """Store the outcome of a lot's only language and complete the lot, in one statement
-    (results.settle_only_language); ``claimed`` is the work row as claimed, with its lot's
-    fields (store.CLAIM_WITH_SOURCE). False: the lease was lost."""
-    event = build_event(claimed, [results.as_stored(outcome)])
-    return await results.settle_only_language(
-        conn, work_id=work_id, owner=owner, o=outcome, done=completion_of(event)
+async def settle_lot(
+    conn: Conn, *, owner: str, claimed: Sequence[asyncpg.Record], outcomes: Sequence[Outcome]
+) -> None:
+    """Store the outcomes of all of a lot's languages and complete the lot, in one statement
+    (results.settle_lot); ``claimed[i]`` is the work row of ``outcomes[i]`` as claimed, with its
+    lot's fields (store.CLAIM_WITH_SOURCE). Should a lease have been lost in between (the lot not
+    marked though results were stored), the locked completion check runs instead."""
+    event = build_event(claimed[0], [results.as_stored(o) for o in outcomes])
+    settled = await results.settle_lot(
+        conn,
+        owner=owner,
+        work_ids=[row["id"] for row in claimed],
+        outcomes=list(outcomes),
+        done=completion_of(event),
     )
+    if settled.settled and not settled.marked:
+        async with conn.transaction():
+            await complete_if_done(conn, outcomes[0].job_id, outcomes[0].lot_seq)
 
 
 def completion_of(event: LotTranslated) -> completion.Completion:

@@ -9,6 +9,7 @@ it fail; a retry that cannot start before a sync lot's deadline records ``time_l
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -70,24 +71,22 @@ async def retry(
 
 async def save(
     pool: asyncpg.Pool,
-    work_id: int,
     owner: str,
-    outcome: Outcome,
-    *,
-    claimed: asyncpg.Record | None = None,
+    claimed: Sequence[asyncpg.Record],
+    outcomes: Sequence[Outcome],
 ) -> None:
-    """Store the outcome if ``owner`` still holds the row; emit LotTranslated if it was the lot's
-    last. ``claimed``: the row as claimed (store.CLAIM_WITH_SOURCE); when the outcome is for its
-    lot's only language, result and completion are one statement."""
+    """Store the outcomes of claimed rows (``claimed[i]``: the work row of ``outcomes[i]`` as
+    claimed, store.CLAIM_WITH_SOURCE) where ``owner`` still holds them; emit LotTranslated when
+    they finish their lot. When they are for every language of one lot, results and completion
+    are one statement; else each is settled in its own transaction."""
     async with pool.acquire() as conn:
-        if claimed is not None and finish.only_language(claimed, outcome):
-            await finish.settle_only_language(
-                conn, work_id=work_id, owner=owner, outcome=outcome, claimed=claimed
-            )
+        if claimed and finish.covers_lot(claimed[0], outcomes):
+            await finish.settle_lot(conn, owner=owner, claimed=claimed, outcomes=outcomes)
             return
-        async with conn.transaction():
-            # the owner check, the result row and the lot's lock in one statement
-            # (results.settle); if the lease expired another worker owns the row now and
-            # nothing was written
-            if lot := await results.settle(conn, work_id=work_id, owner=owner, o=outcome):
-                await finish.complete_if_done(conn, outcome.job_id, outcome.lot_seq, locked=lot)
+        for row, result in zip(claimed, outcomes, strict=True):
+            async with conn.transaction():
+                # the owner check, the result row and the lot's lock in one statement
+                # (results.settle); if the lease expired another worker owns the row now and
+                # nothing was written
+                if lot := await results.settle(conn, work_id=row["id"], owner=owner, o=result):
+                    await finish.complete_if_done(conn, result.job_id, result.lot_seq, locked=lot)

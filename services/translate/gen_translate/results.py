@@ -1,6 +1,6 @@
 """SQL of a (lot, language)'s outcome: the result row (alone, or with the worker's owner check in
-one statement, or for a lot's only language with its completion too), the lot's row lock and its
-results. What a completed lot writes is :mod:`gen_translate.completion`.
+one statement, or for all of a lot's languages at once with its completion too), the lot's row
+lock and its results. What a completed lot writes is :mod:`gen_translate.completion`.
 
 Plain functions taking a connection; callers own transactions.
 """
@@ -18,6 +18,7 @@ from gen_common.db import Conn
 from gen_common.events import TokenUsage
 
 from gen_translate import completion
+from gen_translate.completion import Completion
 from gen_translate.store import WORK
 
 # The result row of an Outcome from parameters $1..$13 (see _result_args); a SELECT, so a
@@ -83,35 +84,76 @@ async def settle(conn: Conn, *, work_id: int, owner: str, o: Outcome) -> asyncpg
     )
 
 
-async def settle_only_language(
-    conn: Conn, *, work_id: int, owner: str, o: Outcome, done: completion.Completion
-) -> bool:
-    """:func:`settle` and :func:`mark_translated` in ONE statement, for a lot whose only
-    language ``o`` is: no other finisher can exist, so there is nothing to lock or read back.
-    ``done`` was built from the claimed row and ``o``; it is written only if the result
-    row was, and the lot was neither cancelled nor completed before. False: the lease was lost
-    (nothing written)."""
-    settled: bool = await conn.fetchval(
-        f"""WITH f AS (
-                UPDATE {WORK} SET status = $16, lease_owner = NULL, lease_until = NULL,
-                       last_error = CASE WHEN $16 = 'done' THEN last_error
-                                         ELSE coalesce($6, '') END
-                WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
-            r AS ({_INSERT_RESULT} WHERE EXISTS (SELECT 1 FROM f) {_ON_CONFLICT} RETURNING 1),
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What :func:`settle_lot` wrote: ``settled`` of its rows were still leased to the owner
+    (their results are stored); ``marked``: the lot was completed in the same statement."""
+
+    settled: int
+    marked: bool
+
+
+async def settle_lot(
+    conn: Conn, *, owner: str, work_ids: list[int], outcomes: list[Outcome], done: Completion
+) -> Settled:
+    """:func:`settle` for outcomes of EVERY language of one lot, with its completion, in ONE
+    statement: holding the leases of all its languages, no other finisher can exist, so there is
+    nothing to lock or read back. ``done`` was built from the claimed rows and ``outcomes``; it
+    is written only if every result row was, and the lot was neither cancelled nor completed
+    before. A row whose lease was lost is skipped (another worker owns it); then the lot is not
+    marked here and the caller runs the locked completion check (finish.complete_if_done)."""
+    first = outcomes[0]
+    u = [o.usage for o in outcomes]
+    row = await conn.fetchrow(
+        f"""WITH x AS (
+                SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[],
+                                     $7::text[], $8::text[], $9::text[], $10::bigint[],
+                                     $11::bigint[], $12::bigint[], $13::bigint[], $14::numeric[])
+                    AS x(work_id, language, outcome, text, error_code, model, response_id,
+                         input_tokens, cached_tokens, output_tokens, reasoning_tokens, cost_usd)),
+            f AS (
+                UPDATE {WORK} w
+                SET status = CASE WHEN x.outcome = 'translated' THEN 'done' ELSE 'failed' END,
+                    lease_owner = NULL, lease_until = NULL,
+                    last_error = CASE WHEN x.outcome = 'translated' THEN w.last_error
+                                      ELSE coalesce(x.error_code, '') END
+                FROM x WHERE w.id = x.work_id AND w.status = 'running' AND w.lease_owner = $15
+                RETURNING w.id),
+            r AS (
+                INSERT INTO translate_results (job_id, lot_seq, language, outcome, text,
+                    error_code, model, response_id, input_tokens, cached_tokens, output_tokens,
+                    reasoning_tokens, cost_usd)
+                SELECT $1, $2, x.language, x.outcome, x.text, x.error_code, x.model,
+                       x.response_id, x.input_tokens, x.cached_tokens, x.output_tokens,
+                       x.reasoning_tokens, x.cost_usd
+                FROM x WHERE x.work_id IN (SELECT id FROM f) {_ON_CONFLICT} RETURNING 1),
             marked AS (
                 UPDATE translate_lots SET translated_at = now()
                 WHERE job_id = $1 AND lot_seq = $2 AND translated_at IS NULL AND NOT cancelled
-                  AND EXISTS (SELECT 1 FROM r)
+                  AND (SELECT count(*) FROM r) = cardinality($3::bigint[])
                 RETURNING 1),
-            {completion.ctes(17, "AND EXISTS (SELECT 1 FROM marked)")}
-            SELECT EXISTS (SELECT 1 FROM f), (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
-        *_result_args(o),
-        work_id,
+            {completion.ctes(16, "AND EXISTS (SELECT 1 FROM marked)")}
+            SELECT (SELECT count(*) FROM f) AS settled, EXISTS (SELECT 1 FROM marked) AS marked,
+                   (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
+        first.job_id,
+        first.lot_seq,
+        work_ids,
+        [o.language for o in outcomes],
+        [o.outcome for o in outcomes],
+        [o.text for o in outcomes],
+        [o.error_code for o in outcomes],
+        [o.model for o in outcomes],
+        [o.response_id for o in outcomes],
+        [x.input_tokens for x in u],
+        [x.cached_tokens for x in u],
+        [x.output_tokens for x in u],
+        [x.reasoning_tokens for x in u],
+        [x.cost_usd for x in u],
         owner,
-        "done" if o.outcome == "translated" else "failed",
         *done.args(),
     )
-    return settled
+    assert row is not None
+    return Settled(int(row["settled"]), bool(row["marked"]))
 
 
 async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:

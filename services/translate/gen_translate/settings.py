@@ -31,7 +31,12 @@ DEFAULT_PRICES = {
 class TranslateOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    workers: int = Field(default=8, ge=1, le=256)
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="realtime workers; a worker takes one row, or all languages of a lot at once",
+    )
     model: str = "gpt-6-luna"
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
         Field(

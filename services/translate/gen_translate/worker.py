@@ -1,4 +1,4 @@
-"""Workers: translate one leased (lot, language), store the outcome; plus the lease reaper.
+"""Workers: translate leased (lot, language) rows, store the outcomes; plus the lease reaper.
 
 One claimer leases rows for every idle worker (:mod:`gen_common.claimer`), and commits the lease
 before the calls, so a slow call holds no lock. While the circuit breaker is open nothing is
@@ -8,7 +8,9 @@ lot or its job was cancelled (no call then). Only a call that then had to wait f
 throttle slot checks again (``store.still_wanted``), as a cancel may have landed meanwhile. Sync
 lots carry a deadline: a language that cannot finish inside it is recorded as ``time_limit``
 (never English text); the reaper also expires queued rows past their deadline. What an attempt
-comes to (stored outcome or requeue) is :mod:`gen_translate.outcome`.
+comes to (stored outcome or requeue) is :mod:`gen_translate.outcome`. A claim that leased every
+language of a lot hands them to one worker: their calls run concurrently and their outcomes are
+stored, and the lot completed, in one statement.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -53,13 +56,30 @@ class WorkerDeps:
     claim_where: str = "TRUE"  # SQL over translate_work: the rows the realtime path takes
 
 
+def by_lot(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    """The claimed rows as workers take them: together, the rows of a lot when they are all its
+    languages (their outcomes are stored and the lot completed in one statement); else one by
+    one."""
+    lots: dict[tuple[object, int], list[asyncpg.Record]] = {}
+    for row in rows:
+        lots.setdefault((row["job_id"], row["lot_seq"]), []).append(row)
+    items: list[list[asyncpg.Record]] = []
+    for group in lots.values():
+        lot = group[0]
+        if lot["has_source"] and set(lot["languages"]) == {r["language"] for r in group}:
+            items.append(group)
+        else:
+            items.extend([row] for row in group)
+    return items
+
+
 async def run_workers(deps: WorkerDeps) -> None:
     """``options.workers`` workers and the claimer that leases rows for them (one statement for
     every idle worker, :mod:`gen_common.claimer`), until cancelled. A half-open breaker's probe
     permits are taken per row before the claim; rows not found give theirs back."""
     o = deps.options
 
-    async def claim(limit: int, owner: str) -> list[asyncpg.Record]:
+    async def claim(limit: int, owner: str) -> list[list[asyncpg.Record]]:
         permits = 0
         while permits < limit and deps.breaker.allow():
             permits += 1
@@ -79,7 +99,7 @@ async def run_workers(deps: WorkerDeps) -> None:
         finally:
             for _ in range(permits - len(rows)):
                 deps.breaker.record_ignored()  # a half-open permit no row took
-        return rows
+        return by_lot(rows)
 
     def pause_s() -> float:  # open: claim nothing until probes are allowed
         if deps.breaker.available():
@@ -94,34 +114,48 @@ async def run_workers(deps: WorkerDeps) -> None:
         wakeup=deps.wake,
         idle_poll_s=o.idle_poll_s,
         pause_s=pause_s,
+        rows_of=len,
     )
-
-    async def handle(row: asyncpg.Record) -> None:
-        try:
-            await translate_one(deps, row["lease_owner"], row, row if row["has_source"] else None)
-        except DB_TROUBLE:
-            deps.breaker.record_ignored()  # the permit of a call that may not have started
-            raise
-
-    await claimer.serve(o.workers, handle)
+    await claimer.serve(o.workers, lambda rows: translate_rows(deps, rows))
 
 
-async def translate_one(
-    deps: WorkerDeps, owner: str, row: asyncpg.Record, source: asyncpg.Record | None
-) -> None:
-    """Translate one claimed (lot, language) of ``source`` and store what came of it."""
+async def translate_rows(deps: WorkerDeps, rows: Sequence[asyncpg.Record]) -> None:
+    """Translate claimed rows concurrently (one, or all languages of a lot) and store their
+    outcomes together; a row requeued or cancelled stores nothing."""
+    owner = rows[0]["lease_owner"]
+    attempts = await asyncio.gather(
+        *(attempt(deps, owner, row) for row in rows), return_exceptions=True
+    )
+    done = [(row, a) for row, a in zip(rows, attempts, strict=True) if isinstance(a, Outcome)]
+    if done:
+        await outcome.save(deps.pool, owner, [row for row, _ in done], [a for _, a in done])
+    for failure in attempts:
+        if isinstance(failure, BaseException):
+            raise failure
+
+
+async def attempt(deps: WorkerDeps, owner: str, row: asyncpg.Record) -> Outcome | None:
+    """What one claimed (lot, language) comes to: the outcome to store, or None when the row
+    needs none (requeued for a retry, or cancelled)."""
+    try:
+        return await _attempt(deps, owner, row)
+    except DB_TROUBLE:
+        deps.breaker.record_ignored()  # the permit of a call that may not have started
+        raise
+
+
+async def _attempt(deps: WorkerDeps, owner: str, row: asyncpg.Record) -> Outcome | None:
     job_id, lot_seq, language = row["job_id"], row["lot_seq"], row["language"]
     logs.bind_lot(job_id=job_id, lot_seq=lot_seq)  # translate_work rows hold no lot_id
     logs.bind(language=language)
     remaining = outcome.remaining_s(row["deadline_at"])
-    if source is None or source["cancelled"] or (remaining is not None and remaining <= 0):
+    if not row["has_source"] or row["cancelled"] or (remaining is not None and remaining <= 0):
         deps.breaker.record_ignored()
-        if source is None or source["cancelled"]:
-            async with deps.pool.acquire() as conn:
-                await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
-            return
-        await outcome.save(deps.pool, row["id"], owner, outcome.time_limit(row), claimed=source)
-        return
+        if row["has_source"] and not row["cancelled"]:
+            return outcome.time_limit(row)
+        async with deps.pool.acquire() as conn:
+            await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
+        return None
 
     async def after_wait() -> None:  # the claim's cancel check is stale after a throttle wait
         async with deps.pool.acquire() as conn:
@@ -135,7 +169,7 @@ async def translate_one(
     try:
         async with asyncio.timeout(remaining):
             translation = await deps.describer.translate(
-                text=source["description_en"],
+                text=row["description_en"],
                 language=language,
                 metadata={
                     "job_id": str(job_id),
@@ -152,12 +186,12 @@ async def translate_one(
         async with deps.pool.acquire() as conn:
             await jobs.fail(conn, WORK, job_id=row["id"], owner=owner, error="cancelled")
         log.info("lot cancelled before its model call", extra={"work": row["id"]})
-        return
+        return None
     except (TimeoutError, RetryableError, PermanentError) as exc:
         error = exc
     deps.breaker.record(outcome_of(error), time.monotonic() - started)
     if error is None:
-        result = Outcome(
+        return Outcome(
             job_id,
             lot_seq,
             language,
@@ -167,17 +201,12 @@ async def translate_one(
             response_id=translation.response_id,
             usage=translation.usage,
         )
-    elif isinstance(error, TimeoutError):
-        result = outcome.time_limit(row)  # the sync budget ran out during the call
-    elif isinstance(error, RetryableError):
-        retried = await outcome.retry(deps.pool, deps.options, owner, row, error)
-        if retried is None:
-            return
-        result = retried
-    else:
-        log.warning("translation failed permanently", extra={"error": repr(error)})
-        result = outcome.failed(row, error)
-    await outcome.save(deps.pool, row["id"], owner, result, claimed=source)
+    if isinstance(error, TimeoutError):
+        return outcome.time_limit(row)  # the sync budget ran out during the call
+    if isinstance(error, RetryableError):
+        return await outcome.retry(deps.pool, deps.options, owner, row, error)
+    log.warning("translation failed permanently", extra={"error": repr(error)})
+    return outcome.failed(row, error)
 
 
 async def run_reaper(pool: asyncpg.Pool, interval_s: float) -> None:
