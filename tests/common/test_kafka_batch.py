@@ -132,3 +132,75 @@ async def test_a_record_whose_values_postgresql_refuses_is_dead_lettered(
     )
     assert [r["kafka_offset"] for r in dead] == [1]
     assert dead[0]["error"].startswith("invalid_data: ")
+
+
+@dataclass
+class OneStatement(Handlers):
+    """``many`` as a single statement, reporting whether it ran in a transaction block."""
+
+    in_transaction: list[bool] = field(default_factory=list)
+
+    async def many(self, received: list[Received], conn: Conn) -> None:
+        self.many_calls.append(len(received))
+        self.in_transaction.append(conn.is_in_transaction())
+        await conn.execute(
+            f"INSERT INTO {self.table} SELECT * FROM unnest($1::int[], $2::text[])",
+            [r.event.lot_seq for r in received],
+            [r.event.additional_info for r in received],
+        )
+
+
+async def _run_atomic(
+    pool: asyncpg.Pool, handlers: OneStatement, values: list[bytes], *, atomic: bool = True
+) -> list[int]:
+    topic = f"{handlers.table}.lots"
+    await pool.execute(f"CREATE TABLE {handlers.table} (seq int, info text)")
+    sub = Subscription(
+        topic, LotSubmitted, handlers.one, many=handlers.many, atomic=lambda _: atomic
+    )
+    records = [Record(topic, offset, value) for offset, value in enumerate(values)]
+    await apply(pool, "g", {topic: sub}, {TopicPartition(topic, 0): records})
+    rows = await pool.fetch(f"SELECT seq FROM {handlers.table} ORDER BY seq")
+    return [r["seq"] for r in rows]
+
+
+async def test_a_many_of_one_statement_runs_without_a_transaction_block(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    handlers = OneStatement(f"batch_{unique}")
+    assert await _run_atomic(pool, handlers, _lots(3)) == [0, 1, 2]
+    assert handlers.in_transaction == [False]
+
+
+async def test_a_batch_is_one_transaction_when_many_is_not_one_statement_or_a_record_is_bad(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    handlers = OneStatement(f"batch_{unique}")
+    assert await _run_atomic(pool, handlers, _lots(2), atomic=False) == [0, 1]
+    assert handlers.in_transaction == [True]
+    handlers = OneStatement(f"batch2_{unique}")
+    values = _lots(2)
+    values.insert(1, b"not json")  # dead-lettered in the same transaction as the others
+    assert await _run_atomic(pool, handlers, values) == [0, 1]
+    assert handlers.in_transaction == [True]
+
+
+async def test_a_refused_statement_of_many_runs_again_record_by_record(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    handlers = OneStatement(f"batch_{unique}")
+    job = uuid.uuid4()
+    values = [
+        encode(
+            LotSubmitted(
+                job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"], additional_info=info
+            )
+        )
+        for i, info in enumerate(["ok", "nul \x00 here", "fine"])
+    ]
+    assert await _run_atomic(pool, handlers, values) == [0, 2]
+    assert (handlers.in_transaction, handlers.one_calls) == ([False], [0, 1, 2])
+    dead = await pool.fetch(
+        "SELECT kafka_offset FROM dead_letter WHERE topic = $1", f"{handlers.table}.lots"
+    )
+    assert [r["kafka_offset"] for r in dead] == [1]

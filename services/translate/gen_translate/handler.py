@@ -44,6 +44,13 @@ async def on_assessed_many(received: list[Received], conn: Conn, deps: Deps) -> 
     await _accept(conn, [r.event for r in received], deps)
 
 
+def assessed_in_one_statement(received: list[Received]) -> bool:
+    """Whether :func:`on_assessed_many` writes these lots with one statement (the consumer then
+    needs no transaction block, gen_common.kafka.Subscription.atomic): unless one asks for en
+    alone, as such a lot is completed at once, with statements of its own."""
+    return all(finish.targets(r.event.languages) for r in received)
+
+
 async def _accept(conn: Conn, events: list[LotAssessed], deps: Deps) -> None:
     """One statement for the lots (intake.accept_lots, NOTIFY included), then the completion of
     those asking for en alone."""

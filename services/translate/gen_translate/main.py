@@ -56,6 +56,7 @@ async def run(settings: TranslateSettings) -> None:
                 LotAssessed,
                 functools.partial(handler.on_assessed, deps=handler_deps),
                 many=functools.partial(handler.on_assessed_many, deps=handler_deps),
+                atomic=handler.assessed_in_one_statement,
             ),
             kafka.Subscription(
                 JOBS_CONTROL,

@@ -45,6 +45,12 @@ async def on_submitted_many(
     )
 
 
+def submitted_in_one_statement(_: list[Received]) -> bool:
+    """:func:`on_submitted_many` writes any lots with one statement (the consumer then needs no
+    transaction block, gen_common.kafka.Subscription.atomic)."""
+    return True
+
+
 async def on_cancel(event: JobCancelRequested, conn: Conn) -> None:
     await store.cancel_queued(conn, event.job_id)
 

@@ -74,6 +74,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
                 LotSubmitted,
                 partial(handler.on_submitted, options=o),
                 many=partial(handler.on_submitted_many, options=o),
+                atomic=handler.submitted_in_one_statement,
             ),
             Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
         ]

@@ -35,12 +35,17 @@ class Subscription:
     trace context, e.g. one multi-row statement instead of one per record. It takes all of a
     topic's records (every partition's) in the batch's first run; should it fail permanently,
     or with an error of PostgreSQL's other than losing it, the batch runs again with ``handler``
-    per record."""
+    per record.
+
+    ``atomic`` (optional): whether ``many`` writes the given events with ONE statement, atomic
+    by itself; a batch of only such events then runs without a transaction block (BEGIN and
+    COMMIT are two of its three round trips)."""
 
     topic: str
     model: type[Event]
     handler: Callable[[Any, Conn], Awaitable[None]]
     many: Callable[[list[Received], Conn], Awaitable[None]] | None = None
+    atomic: Callable[[list[Received]], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,25 +132,49 @@ async def _handle(
         log.debug("record handled", extra={"topic": record.topic, "offset": record.offset})
 
 
-async def _handle_many(conn: Conn, group: str, sub: Subscription, records: list[Any]) -> None:
+def _decode(sub: Subscription, record: Any) -> Received | ValueError:
+    try:
+        event = sub.model.model_validate_json(record.value or b"")
+    except (ValidationError, ValueError) as exc:
+        return ValueError(f"invalid_event: {exc}")
+    return Received(event, tracing.from_headers(record.headers) or tracing.new())
+
+
+async def _run_many(conn: Conn, sub: Subscription, received: list[Received]) -> None:
     assert sub.many is not None
-    received: list[Received] = []
-    for record in records:
-        try:
-            event = sub.model.model_validate_json(record.value or b"")
-        except (ValidationError, ValueError) as exc:
-            await _dead_letter(conn, group, record, f"invalid_event: {exc}")
-            continue
-        trace = tracing.from_headers(record.headers) or tracing.new()
-        received.append(Received(event, trace))
-    if not received:
-        return
     try:
         await sub.many(received, conn)
     except DB_TROUBLE:
         raise
     except (PermanentError, asyncpg.PostgresError) as exc:
         raise _Isolate from exc
+
+
+async def _handle_many(conn: Conn, group: str, sub: Subscription, records: list[Any]) -> None:
+    received: list[Received] = []
+    for record in records:
+        decoded = _decode(sub, record)
+        if isinstance(decoded, ValueError):
+            await _dead_letter(conn, group, record, str(decoded))
+            continue
+        received.append(decoded)
+    if received:
+        await _run_many(conn, sub, received)
+
+
+def _one_statement(
+    by_topic: dict[str, Subscription], batches: dict[TopicPartition, list[Any]]
+) -> tuple[Subscription, list[Received]] | None:
+    """The batch's events when one statement writes them all: one topic's records, all valid,
+    that its subscription's ``atomic`` says ``many`` writes in one statement."""
+    if len({tp.topic for tp in batches}) != 1:
+        return None
+    sub = by_topic[next(iter(batches)).topic]
+    if sub.many is None or sub.atomic is None:
+        return None
+    received = [_decode(sub, record) for records in batches.values() for record in records]
+    valid = [r for r in received if isinstance(r, Received)]
+    return (sub, valid) if len(valid) == len(received) and sub.atomic(valid) else None
 
 
 async def apply(
@@ -159,7 +188,15 @@ async def apply(
     when one fails permanently the batch is rolled back and run again with ``handler`` and a
     savepoint per record, so only the failing record is dead-lettered (its handler and those
     before it run twice, as on any redelivery)."""
-    for isolated in (False, True):
+    runs: tuple[bool, ...] = (False, True)
+    if (single := _one_statement(by_topic, batches)) is not None:
+        try:  # atomic by itself: no BEGIN/COMMIT, two round trips fewer
+            async with pool.acquire() as conn:
+                await _run_many(conn, *single)
+            return
+        except _Isolate:
+            runs = (True,)  # nothing was written: the isolated run finds the record to refuse
+    for isolated in runs:
         together: dict[str, list[Any]] = {}  # for ``many``: a topic's records of every partition
         try:
             async with pool.acquire() as conn, conn.transaction():
