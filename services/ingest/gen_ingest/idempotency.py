@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from gen_common.db import DB_TROUBLE
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from gen_ingest import store
 from gen_ingest.request_body import Rejected
 from gen_ingest.wire import raw
 
+log = logging.getLogger(__name__)
 WAIT_S = 10.0
 POLL_S = 0.05
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -77,12 +81,26 @@ async def once(
     except BaseException:
         await asyncio.shield(_release(pool, client_id, key))
         raise
-    async with pool.acquire() as conn:
-        if response.status_code >= 500:
-            await store.release_key(conn, client_id, key)
-        else:
-            await store.finish_key(conn, client_id, key, response.status_code, bytes(response.body))
+    if response.status_code >= 500:
+        await _release(pool, client_id, key)
+        return response
+    # Stored once the answer is sent, one round trip less before it: a repeat arriving in
+    # between waits for the stored answer as for any first request still running.
+    assert response.background is None
+    response.background = BackgroundTask(
+        _finish, pool, client_id, key, response.status_code, bytes(response.body)
+    )
     return response
+
+
+async def _finish(
+    pool: asyncpg.Pool, client_id: str, key: str, status_code: int, body: bytes
+) -> None:
+    try:
+        async with pool.acquire() as conn:
+            await store.finish_key(conn, client_id, key, status_code, body)
+    except DB_TROUBLE as exc:  # repeats get 409 until the key expires; the answer was given
+        log.warning("idempotency answer not stored", extra={"error": repr(exc)})
 
 
 async def _release(pool: asyncpg.Pool, client_id: str, key: str) -> None:
