@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from gen_common import job_usage, jobs
 from gen_common.db import Conn
-from gen_common.events import JobCancelRequested, LotAssessed, TokenUsage
+from gen_common.events import JobCancelRequested, LotAssessed, LotTranslated, TokenUsage
+from gen_common.outbox_handoff import HOLD_S
 from gen_translate import finish, handler, results, store
 from gen_translate.results import Outcome
 from gen_translate.store import WORK
@@ -376,3 +377,29 @@ async def test_the_only_language_of_a_cancelled_lot_is_stored_without_an_event(
     assert await emitted(pool, job_id) == []
     stored = await pool.fetch("SELECT outcome FROM translate_results WHERE job_id = $1", job_id)
     assert [r["outcome"] for r in stored] == ["translated"]
+
+
+async def test_a_lots_completion_held_for_its_process_is_returned_for_the_handoff(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 1)
+    await deliver(pool, assessed(job_id, languages=["ru"]))
+    [row] = await _claim(pool, job_id, "w1")
+    event = finish.build_event(row, [results.as_stored(_translated(row))])
+    async with pool.acquire() as conn:
+        settled = await results.settle_lot(
+            conn,
+            owner="w1",
+            work_ids=[row["id"]],
+            outcomes=[_translated(row)],
+            done=finish.completion_of(event, held_s=HOLD_S),
+        )
+    assert settled.marked
+    assert settled.written is not None
+    stored = await pool.fetchrow(
+        "SELECT payload, held_until > now() AS held FROM outbox WHERE id = $1", settled.written.id
+    )
+    assert stored is not None
+    assert stored["held"]
+    assert bytes(stored["payload"]) == settled.written.payload
+    assert LotTranslated.model_validate_json(settled.written.payload).lot_key == event.lot_key

@@ -3,7 +3,9 @@
 :func:`add` inserts the event's bytes into ``outbox`` inside the transaction that changes the
 state the event announces, and notifies the relay. :func:`relay` publishes waiting rows in id
 order with ``acks=all`` and deletes them once acknowledged. A crash between the two re-publishes
-(at-least-once); consumers absorb the duplicate by their unique keys.
+(at-least-once); consumers absorb the duplicate by their unique keys. Rows a writer's own
+process publishes right after its commit (:mod:`gen_common.outbox_handoff`) are held from the
+passes for a while, and published by them only if that did not happen.
 
 Each row keeps the W3C trace context it was written in (:mod:`gen_common.tracing`): the bound
 one, else its lot's (``lots.traceparent``, for workers that emit outside any consumed record); the
@@ -111,7 +113,9 @@ async def publish_pending(
         found = await conn.fetch(
             f"""WITH d AS (
                     DELETE FROM outbox WHERE id IN (
-                        SELECT id FROM outbox WHERE id > $1 ORDER BY id LIMIT {int(batch)}
+                        SELECT id FROM outbox WHERE id > $1
+                          AND (held_until IS NULL OR held_until < now())
+                        ORDER BY id LIMIT {int(batch)}
                         FOR UPDATE SKIP LOCKED)
                     RETURNING id, topic, key, payload, traceparent)
                 SELECT s.head, d.* FROM (SELECT last_value AS head FROM outbox_id_seq) s

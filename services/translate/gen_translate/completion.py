@@ -26,6 +26,7 @@ class Completion:
     warnings: list[str]
     usage: TokenUsage
     event: outbox.Row
+    held_s: float | None = None  # the outbox row held for this process (outbox_handoff)
 
     def args(self) -> tuple[Any, ...]:
         u = self.usage
@@ -33,15 +34,17 @@ class Completion:
             *(self.descriptions, self.pending, self.warnings, u.input_tokens, u.cached_tokens),
             *(u.output_tokens, u.reasoning_tokens, u.cost_usd, list(FINAL_LOT_STATES)),
             *self.event,
+            self.held_s,
         )
 
 
 def ctes(first: int, when: str) -> str:
     """CTEs writing a completed lot: the lots row (``lot``), the job's share of its usage
     (folded into jobs by gen_common.job_usage: no hot row) and its LotTranslated in the outbox
-    (``o``), from Completion.args() at ``$first``...; ``when`` holds them back (``AND ...``)."""
-    d, p, w, i, c, o, r, cost, final, topic, key, payload, trace = (
-        f"${n}" for n in range(first, first + 13)
+    (``o``, returning the row's id and trace context), from Completion.args() at ``$first``...
+    (14 of them); ``when`` holds them back (``AND ...``)."""
+    d, p, w, i, c, o, r, cost, final, topic, key, payload, trace, held = (
+        f"${n}" for n in range(first, first + 14)
     )
     return f"""lot AS (
                UPDATE lots SET descriptions = {d}, pending_languages = {p}, warnings = {w},
@@ -56,15 +59,18 @@ def ctes(first: int, when: str) -> str:
                                       reasoning_tokens, cost_usd)
                SELECT job_id, {i}, {c}, {o}, {r}, {cost} FROM lot),
            o AS (
-               INSERT INTO outbox (topic, key, payload, traceparent)
+               INSERT INTO outbox (topic, key, payload, traceparent, held_until)
                SELECT {topic}, {key}, {payload}, coalesce({trace}::text,
-                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2))
+                   (SELECT traceparent FROM lots WHERE job_id = $1 AND lot_seq = $2)),
+                   now() + make_interval(secs => {held}::float8)
                WHERE TRUE {when}
-               RETURNING 1)"""
+               RETURNING id, traceparent)"""
 
 
 async def mark_translated(conn: Conn, job_id: uuid.UUID, lot_seq: int, c: Completion) -> None:
-    """The lot's completion and its LotTranslated in the outbox, in one statement."""
+    """The lot's completion and its LotTranslated in the outbox, in one statement (inside the
+    caller's transaction: the relay publishes it, ``c`` holds nothing)."""
+    assert c.held_s is None
     await conn.execute(
         f"""WITH marked AS (UPDATE translate_lots SET translated_at = now()
                            WHERE job_id = $1 AND lot_seq = $2),

@@ -16,6 +16,7 @@ import asyncpg
 from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import Description, LotTranslated, TokenUsage
+from gen_common.outbox_handoff import HOLD_S, Handoff
 
 from gen_translate import completion, results
 from gen_translate.results import Outcome
@@ -95,32 +96,43 @@ def covers_lot(lot: Mapping[str, Any] | asyncpg.Record, outcomes: Sequence[Outco
 
 
 async def settle_lot(
-    conn: Conn, *, owner: str, claimed: Sequence[asyncpg.Record], outcomes: Sequence[Outcome]
+    conn: Conn,
+    *,
+    owner: str,
+    claimed: Sequence[asyncpg.Record],
+    outcomes: Sequence[Outcome],
+    handoff: Handoff | None = None,
 ) -> None:
     """Store the outcomes of all of a lot's languages and complete the lot, in one statement
     (results.settle_lot); ``claimed[i]`` is the work row of ``outcomes[i]`` as claimed, with its
-    lot's fields (store.CLAIM_WITH_SOURCE). Should a lease have been lost in between (the lot not
-    marked though results were stored), the locked completion check runs instead."""
+    lot's fields (store.CLAIM_WITH_SOURCE). With ``handoff`` this process publishes the
+    LotTranslated itself, right after (gen_common.outbox_handoff). Should a lease have been lost
+    in between (the lot not marked though results were stored), the locked completion check
+    runs instead."""
     event = build_event(claimed[0], [results.as_stored(o) for o in outcomes])
+    done = completion_of(event, held_s=None if handoff is None else HOLD_S)
     settled = await results.settle_lot(
         conn,
         owner=owner,
         work_ids=[row["id"] for row in claimed],
         outcomes=list(outcomes),
-        done=completion_of(event),
+        done=done,
     )
+    if handoff is not None and settled.written is not None:
+        handoff.hand([settled.written])
     if settled.settled and not settled.marked:
         async with conn.transaction():
             await complete_if_done(conn, outcomes[0].job_id, outcomes[0].lot_seq)
 
 
-def completion_of(event: LotTranslated) -> completion.Completion:
+def completion_of(event: LotTranslated, *, held_s: float | None = None) -> completion.Completion:
     return completion.Completion(
         descriptions=[d.model_dump(exclude_none=True) for d in event.descriptions],
         pending=event.pending_languages,
         warnings=event.warnings,
         usage=event.usage,
         event=outbox.row_of(event),
+        held_s=held_s,
     )
 
 

@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from gen_common import db, kafka, llm, openai_batch, outbox, ratelimits, service
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_ASSESSED, JobCancelRequested, LotAssessed
+from gen_common.outbox_handoff import Handoff
 from gen_common.wakeup import Wakeup
 
 from gen_translate import batch_path, handler, metrics, worker
@@ -40,6 +41,7 @@ async def run(settings: TranslateSettings) -> None:
         stack.push_async_callback(listener.remove_listener, handler.WAKE_CHANNEL, wake.notify)
         batch_lots = opts.batch_min_lots
         breaker = Breaker(settings.breaker)
+        handoff = Handoff(pool, publisher)  # LotTranslated published right after its commit
         deps = worker.WorkerDeps(
             pool=pool,
             describer=OpenAIDescriber(client, opts, ratelimits.Throttle(opts.throttle)),
@@ -48,6 +50,7 @@ async def run(settings: TranslateSettings) -> None:
             wake=wake,
             owner=f"{socket.gethostname()}-{os.getpid()}",
             claim_where="TRUE" if batch_lots is None else batch_path.realtime_where(batch_lots),
+            handoff=handoff,
         )
         handler_deps = handler.Deps(sync_budget_s=opts.sync_budget_s)
         subscriptions = [
@@ -69,6 +72,7 @@ async def run(settings: TranslateSettings) -> None:
                 kafka.consume(settings.kafka, pool=pool, group=GROUP, subscriptions=subscriptions)
             )
             tasks.create_task(outbox.relay(pool, publisher))
+            tasks.create_task(handoff.run())
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
             tasks.create_task(worker.run_workers(deps))
             tasks.create_task(metrics.serve(settings, pool=pool, breaker=breaker))

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 from gen_common import jobs, llm
 from gen_common.errors import RateLimited, RetryableError
+from gen_common.outbox_handoff import Handoff
 
 from gen_translate import finish, results, store
 from gen_translate.results import Outcome
@@ -74,6 +75,7 @@ async def save(
     owner: str,
     claimed: Sequence[asyncpg.Record],
     outcomes: Sequence[Outcome],
+    handoff: Handoff | None = None,
 ) -> None:
     """Store the outcomes of claimed rows (``claimed[i]``: the work row of ``outcomes[i]`` as
     claimed, store.CLAIM_WITH_SOURCE) where ``owner`` still holds them; emit LotTranslated when
@@ -81,7 +83,9 @@ async def save(
     are one statement; else each is settled in its own transaction."""
     async with pool.acquire() as conn:
         if claimed and finish.covers_lot(claimed[0], outcomes):
-            await finish.settle_lot(conn, owner=owner, claimed=claimed, outcomes=outcomes)
+            await finish.settle_lot(
+                conn, owner=owner, claimed=claimed, outcomes=outcomes, handoff=handoff
+            )
             return
         for row, result in zip(claimed, outcomes, strict=True):
             async with conn.transaction():

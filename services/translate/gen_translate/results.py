@@ -16,6 +16,7 @@ import asyncpg
 from gen_common import outbox
 from gen_common.db import Conn
 from gen_common.events import TokenUsage
+from gen_common.outbox_handoff import Written
 
 from gen_translate import completion
 from gen_translate.completion import Completion
@@ -91,6 +92,7 @@ class Settled:
 
     settled: int
     marked: bool
+    written: Written | None = None  # its LotTranslated, when held for this process
 
 
 async def settle_lot(
@@ -134,7 +136,8 @@ async def settle_lot(
                 RETURNING 1),
             {completion.ctes(16, "AND EXISTS (SELECT 1 FROM marked)")}
             SELECT (SELECT count(*) FROM f) AS settled, EXISTS (SELECT 1 FROM marked) AS marked,
-                   (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
+                   (SELECT id FROM o) AS outbox_id, (SELECT traceparent FROM o) AS traceparent,
+                   (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o WHERE $29::float8 IS NULL)""",
         first.job_id,
         first.lot_seq,
         work_ids,
@@ -153,7 +156,11 @@ async def settle_lot(
         *done.args(),
     )
     assert row is not None
-    return Settled(int(row["settled"]), bool(row["marked"]))
+    written = None
+    if done.held_s is not None and row["outbox_id"] is not None:
+        topic, key, payload, _ = done.event
+        written = Written(row["outbox_id"], topic, key, payload, row["traceparent"])
+    return Settled(int(row["settled"]), bool(row["marked"]), written)
 
 
 async def lock_lot(conn: Conn, job_id: uuid.UUID, lot_seq: int) -> asyncpg.Record | None:

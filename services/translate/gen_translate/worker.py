@@ -27,6 +27,7 @@ from gen_common.breaker import Breaker, outcome_of
 from gen_common.claimer import Claimer
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import PermanentError, RetryableError
+from gen_common.outbox_handoff import Handoff
 from gen_common.wakeup import Wakeup
 
 from gen_translate import finish, outcome, store
@@ -54,6 +55,7 @@ class WorkerDeps:
     wake: Wakeup
     owner: str
     claim_where: str = "TRUE"  # SQL over translate_work: the rows the realtime path takes
+    handoff: Handoff | None = None  # publishes LotTranslated right after the commit, else relay
 
 
 def by_lot(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
@@ -128,7 +130,8 @@ async def translate_rows(deps: WorkerDeps, rows: Sequence[asyncpg.Record]) -> No
     )
     done = [(row, a) for row, a in zip(rows, attempts, strict=True) if isinstance(a, Outcome)]
     if done:
-        await outcome.save(deps.pool, owner, [row for row, _ in done], [a for _, a in done])
+        claimed, outcomes = [row for row, _ in done], [a for _, a in done]
+        await outcome.save(deps.pool, owner, claimed, outcomes, deps.handoff)
     for failure in attempts:
         if isinstance(failure, BaseException):
             raise failure

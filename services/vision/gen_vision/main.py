@@ -19,6 +19,7 @@ from gen_common import db, kafka, llm, model_check, openai_batch, outbox, rateli
 from gen_common.breaker import Breaker
 from gen_common.events import JOBS_CONTROL, LOTS_SUBMITTED, JobCancelRequested, LotSubmitted
 from gen_common.kafka import Subscription
+from gen_common.outbox_handoff import Handoff
 from gen_common.safe_http import SafeClient
 from gen_common.wakeup import Wakeup
 
@@ -57,6 +58,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             options=o,
             prompt=assess.load_prompt(o.prompt),
         )
+        handoff = Handoff(pool, publisher)  # LotAssessed published right after its commit
         deps = worker.Deps(
             pool=pool,
             assessor=assessor,
@@ -65,6 +67,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             options=o,
             wakeup=Wakeup(),
             simulated=settings.openai.simulated,
+            handoff=handoff,
         )
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
@@ -85,6 +88,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
                 )
             )
             tg.create_task(outbox.relay(pool, publisher))
+            tg.create_task(handoff.run())
             tg.create_task(worker.reaper(pool, o))
             tg.create_task(worker.listen(pool, deps.wakeup))
             tg.create_task(worker.run(deps))

@@ -24,6 +24,7 @@ from gen_common.errors import (
     PermanentError,
     RateLimited,
 )
+from gen_common.outbox_handoff import Handoff
 
 from gen_vision import handler, results, store
 from gen_vision.assess import CallNotWanted
@@ -42,14 +43,16 @@ async def succeeded(
     result: ModelResult,
     call: tuple[int, str | None] | None = None,
     simulated: bool = False,
+    handoff: Handoff | None = None,
 ) -> None:
     """Store the result and emit LotAssessed, with the successful call's log line: one
-    statement (results.finish_assessed), atomic without a transaction block."""
+    statement (results.finish_assessed), atomic without a transaction block. With ``handoff``
+    this process publishes the event itself, right after (gen_common.outbox_handoff)."""
     if simulated:
         result = replace(result, assessment={**result.assessment, "simulated": True})
     event = handler.assessed_event(handler.LotRef.of(work), result, lot.missing_images)
     async with pool.acquire() as conn:
-        stored = await results.finish_assessed(
+        stored, written = await results.finish_assessed(
             conn,
             work,
             owner,
@@ -57,7 +60,10 @@ async def succeeded(
             result,
             missing_images=lot.missing_images,
             event=outbox.row_of(event),
+            held=handoff is not None,
         )
+    if handoff is not None and written is not None:
+        handoff.hand([written])
     if not stored:
         log.warning("lease lost before storing; result dropped", extra={"work": work["id"]})
 

@@ -12,6 +12,7 @@ import uuid
 import asyncpg
 from gen_common import outbox
 from gen_common.db import Conn
+from gen_common.outbox_handoff import HOLD_S, Written
 
 from gen_vision.lot_request import ModelResult
 
@@ -94,13 +95,16 @@ async def finish_assessed(
     *,
     missing_images: list[str],
     event: outbox.Row,
-) -> bool:
+    held: bool = False,
+) -> tuple[bool, Written | None]:
     """The realtime path's success, ONE statement and no transaction round trips: the owner
     check (``jobs.finish``), the call's log line (written even when the lease was lost: the call
     happened), the result (as :func:`save_result`) and ``event`` in the outbox when the lot is
-    then 'assessed' (not when it was cancelled meanwhile). False: the lease was lost, and
-    nothing but the call's log line was written."""
-    finished: bool = await conn.fetchval(
+    then 'assessed' (not when it was cancelled meanwhile). ``held``: the outbox row is held for
+    this process to publish (gen_common.outbox_handoff), and returned; else the relay is
+    notified. (False, None): the lease was lost, and nothing but the call's log line was
+    written."""
+    row = await conn.fetchrow(
         f"""WITH f AS (
                 UPDATE vision_work SET status = 'done', lease_owner = NULL, lease_until = NULL
                 WHERE id = $14 AND status = 'running' AND lease_owner = $15 RETURNING 1),
@@ -109,18 +113,27 @@ async def finish_assessed(
                 WHERE id = $16),
             {_RESULT.format(when="WHERE EXISTS (SELECT 1 FROM f)")},
             o AS (
-                INSERT INTO outbox (topic, key, payload, traceparent)
-                SELECT $18, $19, $20, coalesce($21::text, l.traceparent) FROM l
-                WHERE l.status = 'assessed' RETURNING 1)
-            SELECT EXISTS (SELECT 1 FROM f), (SELECT pg_notify('{outbox.CHANNEL}', '') FROM o)""",
+                INSERT INTO outbox (topic, key, payload, traceparent, held_until)
+                SELECT $18, $19, $20, coalesce($21::text, l.traceparent),
+                       now() + make_interval(secs => $22::float8) FROM l
+                WHERE l.status = 'assessed' RETURNING id, traceparent)
+            SELECT EXISTS (SELECT 1 FROM f) AS finished, o.id, o.traceparent,
+                   (SELECT pg_notify('{outbox.CHANNEL}', '') WHERE $22::float8 IS NULL
+                                                             AND o.id IS NOT NULL)
+            FROM (SELECT 1) AS one LEFT JOIN o ON true""",
         *_result_args(work["job_id"], work["lot_seq"], result, missing_images, False),
         work["id"],
         owner,
         call[0] if call else None,
         call[1] if call else None,
         *event,
+        HOLD_S if held else None,
     )
-    return finished
+    assert row is not None
+    if not held or row["id"] is None:
+        return row["finished"], None
+    topic, key, payload, _ = event
+    return row["finished"], Written(row["id"], topic, key, payload, row["traceparent"])
 
 
 async def set_missing_images(

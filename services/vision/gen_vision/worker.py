@@ -23,6 +23,7 @@ from gen_common.breaker import Breaker
 from gen_common.claimer import Claimer
 from gen_common.db import DB_TROUBLE
 from gen_common.errors import GenError
+from gen_common.outbox_handoff import Handoff
 from gen_common.wakeup import Wakeup
 
 from gen_vision import outcome, store
@@ -48,6 +49,7 @@ class Deps:
     options: VisionOptions
     wakeup: Wakeup
     simulated: bool = False  # OPENAI__SIMULATED: the assessment says it came from the simulator
+    handoff: Handoff | None = None  # publishes LotAssessed right after the commit, else the relay
 
 
 def owner_name() -> str:
@@ -129,7 +131,9 @@ async def process(deps: Deps, work: asyncpg.Record, owner: str) -> None:
     except GenError as error:
         await outcome.failed(deps.pool, deps.options, deps.breaker, work, owner, error, lot)
     else:
-        await outcome.succeeded(deps.pool, work, owner, lot, result, calls.ok, deps.simulated)
+        await outcome.succeeded(
+            deps.pool, work, owner, lot, result, calls.ok, deps.simulated, deps.handoff
+        )
     finally:
         renewer.cancel()
         await asyncio.wait([renewer])  # unlike awaiting it, never swallows our own cancel
