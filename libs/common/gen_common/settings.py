@@ -36,6 +36,12 @@ class KafkaSettings(_Frozen):
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     session_timeout_ms: int = Field(default=10_000, ge=3_000)
     max_poll_records: int = Field(default=500, ge=1)
+    commit_interval_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="consumed offsets are committed at most this often (0: after every batch); "
+        "always after PostgreSQL, so a crash only redelivers records already applied",
+    )
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -1,4 +1,5 @@
-"""Consuming: the consume loop (offsets committed only after PostgreSQL) and the group-less tail.
+"""Consuming: the consume loop (offsets committed only after PostgreSQL, at most every
+``commit_interval_s``) and the group-less tail.
 
 Each batch is applied in one transaction (:mod:`gen_common.kafka.batch`). A
 :class:`~gen_common.errors.RetryableError` (or a lost database) rolls the batch back and rewinds
@@ -8,6 +9,7 @@ to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,11 +52,13 @@ async def consume(
         heartbeat_interval_ms=settings.session_timeout_ms // 3,
         max_poll_records=settings.max_poll_records,
     )
+    offsets = _Offsets(consumer, settings.commit_interval_s)
     try:
         await consumer.start()
         while True:
-            batches = await consumer.getmany(timeout_ms=1000)
+            batches = await consumer.getmany(timeout_ms=offsets.wait_ms())
             if not batches:
+                await offsets.commit(idle=True)
                 continue
             try:
                 await apply(pool, group, by_topic, batches)
@@ -66,14 +70,47 @@ async def consume(
             finally:
                 logs.clear()
                 tracing.bind(None)
-            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-            try:
-                await consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
-                # The work is in PostgreSQL; redelivery to the new owner is absorbed by keys.
-                log.warning("offset commit failed", extra={"error": repr(exc)})
+            offsets.applied({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            await offsets.commit(idle=False)
     finally:
+        with contextlib.suppress(Exception):
+            await offsets.commit(idle=True)
         await consumer.stop()
+
+
+class _Offsets:
+    """Offsets of applied batches, committed at most every ``interval_s`` (and when idle): one
+    commit round trip per interval instead of one per batch. Only applied offsets are ever
+    committed, so a crash redelivers records whose writes PostgreSQL already has (absorbed by
+    their unique keys), never skips one."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, interval_s: float) -> None:
+        self._consumer, self._interval_s = consumer, interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._last = float("-inf")
+
+    def wait_ms(self) -> int:
+        """How long the next fetch may wait: pending offsets are committed within the interval
+        even if no record comes."""
+        return max(1, int(self._interval_s * 1000)) if self._pending else 1000
+
+    def applied(self, offsets: dict[TopicPartition, int]) -> None:
+        self._pending.update(offsets)
+
+    async def commit(self, *, idle: bool) -> None:
+        now = asyncio.get_running_loop().time()
+        if not self._pending or (not idle and now - self._last < self._interval_s):
+            return
+        assigned = self._consumer.assignment()
+        pending = {tp: o for tp, o in self._pending.items() if tp in assigned}
+        self._pending, self._last = {}, now
+        if not pending:
+            return
+        try:
+            await self._consumer.commit(pending)
+        except (CommitFailedError, KafkaError) as exc:
+            # The work is in PostgreSQL; redelivery to the new owner is absorbed by keys.
+            log.warning("offset commit failed", extra={"error": repr(exc)})
 
 
 def _rewind(consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
