@@ -13,7 +13,7 @@ from gen_common import job_usage, jobs
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotTranslated, TokenUsage
 from gen_common.outbox_handoff import HOLD_S
-from gen_translate import finish, handler, results, store
+from gen_translate import finish, handler, results, store, worker
 from gen_translate.results import Outcome
 from gen_translate.store import WORK
 
@@ -403,3 +403,28 @@ async def test_a_lots_completion_held_for_its_process_is_returned_for_the_handof
     assert stored["held"]
     assert bytes(stored["payload"]) == settled.written.payload
     assert LotTranslated.model_validate_json(settled.written.payload).lot_key == event.lot_key
+
+
+async def test_workers_take_a_lots_languages_together_only_when_the_claim_has_them_all(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await create_job(pool, 2)
+    for seq in (0, 1):
+        await deliver(pool, assessed(job_id, seq, languages=["ru", "de"]))
+    async with pool.acquire() as conn:
+        rows = await jobs.claim(
+            conn,
+            WORK,
+            owner="w1",
+            lease_s=30,
+            limit=3,
+            where=f"job_id = '{job_id}'",
+            select=store.CLAIM_WITH_SOURCE,
+        )
+    items = sorted(
+        sorted((r["lot_seq"], r["language"]) for r in item) for item in worker.by_lot(rows)
+    )
+    assert items == [
+        [(0, "de"), (0, "ru")],  # lot 0: every language, one worker
+        [(1, "ru")],  # lot 1's de was not claimed: ru alone
+    ]
