@@ -155,3 +155,37 @@ async def test_items_of_several_rows_count_as_their_rows(pool: asyncpg.Pool, uni
     assert sorted(len(item) for item in items) == [1, 2, 2, 2]
     assert rig.limits == [4, 2, 1]  # the waiters left after a full claim, at once
     assert len({row["id"] for item in items for row in item}) == 7
+
+
+async def test_an_intake_hands_rows_it_leased_to_reserved_workers_and_returns_the_rest(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    async with running(pool, unique) as (rig, claimer):
+        takers = [asyncio.create_task(claimer.take()) for _ in range(3)]
+        await asyncio.sleep(0.2)  # an empty claim; the three wait
+        with claimer.reserve() as reserved:
+            assert reserved.slots == 3
+            await pool.execute("INSERT INTO test_work (tag) VALUES ($1)", unique)
+            async with pool.acquire() as conn:  # the intake's own lease, as it writes the row
+                leased = await jobs.claim(
+                    conn, "test_work", owner=reserved.owner, lease_s=30, where=f"tag = '{unique}'"
+                )
+            reserved.hand(leased)
+        first = await asyncio.wait_for(takers[0], 5)
+        assert first["lease_owner"] == reserved.owner
+        assert not any(t.done() for t in takers[1:])  # back to waiting, for the claimer
+        await rig.add(2)
+        rest = await asyncio.wait_for(asyncio.gather(*takers[1:]), 10)
+    assert len({r["id"] for r in [first, *rest]}) == 3
+
+
+async def test_nothing_is_reserved_while_claims_are_paused(pool: asyncpg.Pool, unique: str) -> None:
+    async with running(pool, unique) as (rig, claimer):
+        taker = asyncio.create_task(claimer.take())
+        await asyncio.sleep(0.2)
+        rig.paused = True
+        with claimer.reserve() as reserved:
+            assert reserved.slots == 0
+        rig.paused = False
+        await rig.add(1)
+        assert (await asyncio.wait_for(taker, 10))["lease_owner"].startswith(f"proc-{unique}:")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.pg
 
 @contextlib.asynccontextmanager
 async def workers(stack: Stack) -> AsyncIterator[None]:
-    task = asyncio.create_task(worker.run(stack.deps))
+    task = asyncio.create_task(worker.run(stack.deps, worker.claimer_of(stack.deps)))
     try:
         yield
     finally:

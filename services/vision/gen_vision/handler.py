@@ -14,7 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from gen_common import outbox, tracing
+from gen_common.claimer import Claimer
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotFailed, LotSubmitted
 from gen_common.events import Mode as EventMode
@@ -37,12 +39,23 @@ async def on_submitted(event: LotSubmitted, conn: Conn, *, options: VisionOption
 
 
 async def on_submitted_many(
-    received: list[Received], conn: Conn, *, options: VisionOptions
+    received: list[Received],
+    conn: Conn,
+    *,
+    options: VisionOptions,
+    claimer: Claimer[asyncpg.Record] | None = None,
 ) -> None:
-    """:func:`on_submitted` for a consumed batch's lots, in the same one statement."""
-    await intake.submit_lots(
-        conn, [(r.event, _path(r.event, options), r.traceparent) for r in received]
-    )
+    """:func:`on_submitted` for a consumed batch's lots, in the same one statement. With the
+    ``claimer`` of this process's workers, and the statement its own transaction, its sync lots
+    go straight to the workers waiting (intake.Lease), leased by that statement."""
+    lots = [(r.event, _path(r.event, options), r.traceparent) for r in received]
+    if claimer is None or conn.is_in_transaction():
+        await intake.submit_lots(conn, lots)
+        return
+    with claimer.reserve() as reserved:
+        lease = intake.Lease(reserved.owner, options.lease_s, reserved.slots)
+        _, leased = await intake.submit_lots(conn, lots, lease)
+        reserved.hand(leased)  # committed: the statement was its own transaction
 
 
 def submitted_in_one_statement(_: list[Received]) -> bool:

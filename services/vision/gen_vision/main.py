@@ -69,6 +69,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             simulated=settings.openai.simulated,
             handoff=handoff,
         )
+        claimer = worker.claimer_of(deps)
         batch = o.batch_min_lots is not None
         on_cancel = batch_path.on_cancel if batch else handler.on_cancel
         subscriptions = [
@@ -76,7 +77,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
                 LOTS_SUBMITTED,
                 LotSubmitted,
                 partial(handler.on_submitted, options=o),
-                many=partial(handler.on_submitted_many, options=o),
+                many=partial(handler.on_submitted_many, options=o, claimer=claimer),
                 atomic=handler.submitted_in_one_statement,
             ),
             Subscription(JOBS_CONTROL, JobCancelRequested, on_cancel),
@@ -91,7 +92,7 @@ async def run(settings: VisionSettings, *, started: asyncio.Event | None = None)
             tg.create_task(handoff.run())
             tg.create_task(worker.reaper(pool, o))
             tg.create_task(worker.listen(pool, deps.wakeup))
-            tg.create_task(worker.run(deps))
+            tg.create_task(worker.run(deps, claimer))
             if batch:  # large batch-mode jobs: the Batch API engine (gen_vision.batch_path)
                 source = batch_path.VisionBatchSource(
                     pool, checker=deps.checker, assessor=assessor, options=o

@@ -84,9 +84,9 @@ class _Calls:
             await store.call_finished(conn, call_id, outcome, response_id)
 
 
-async def run(deps: Deps) -> None:
-    """``options.workers`` workers and the claimer that leases rows for them (one statement for
-    every idle worker, :mod:`gen_common.claimer`), until cancelled."""
+def claimer_of(deps: Deps) -> Claimer[asyncpg.Record]:
+    """The claimer that leases rows for the workers (one statement for every idle worker,
+    :mod:`gen_common.claimer`); the consumer hands it sync lots it leased itself."""
     o = deps.options
 
     async def claim(limit: int, owner: str) -> list[asyncpg.Record]:
@@ -98,7 +98,7 @@ async def run(deps: Deps) -> None:
     def pause_s() -> float:  # while the breaker refuses calls the work stays queued
         return 0.0 if deps.breaker.available() else max(deps.breaker.open_for(), 0.05)
 
-    claimer = Claimer(
+    return Claimer(
         deps.pool,
         store.TABLE,
         claim,
@@ -107,7 +107,11 @@ async def run(deps: Deps) -> None:
         idle_poll_s=o.idle_poll_s,
         pause_s=pause_s,
     )
-    await claimer.serve(o.workers, lambda row: process(deps, row, row["lease_owner"]))
+
+
+async def run(deps: Deps, claimer: Claimer[asyncpg.Record]) -> None:
+    """``options.workers`` workers and their claimer, until cancelled."""
+    await claimer.serve(deps.options.workers, lambda row: process(deps, row, row["lease_owner"]))
 
 
 async def _renew(deps: Deps, work_id: int, owner: str) -> None:
