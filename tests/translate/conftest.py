@@ -135,7 +135,7 @@ async def running_workers(
             owner=f"test-{uuid.uuid4().hex[:6]}",
             claim_where=claim_where,
         )
-        tasks = [asyncio.create_task(worker.run_workers(deps))]
+        tasks = [asyncio.create_task(worker.run_workers(deps, worker.claimer_of(deps)))]
         tasks.append(asyncio.create_task(worker.run_reaper(pool, opts.reap_interval_s)))
         try:
             yield breaker

@@ -3,16 +3,21 @@ the same rows (gen_translate.intake), on real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from gen_common import tracing
+from gen_common import jobs, tracing
+from gen_common.breaker import Breaker, BreakerSettings
+from gen_common.claimer import Claimer
 from gen_common.events import LotAssessed
 from gen_common.kafka import Received
-from gen_translate import handler
+from gen_common.wakeup import Wakeup
+from gen_translate import handler, store
+from gen_translate.store import WORK
 
 from tests.harness.job_rows import job_rows
 
@@ -82,3 +87,63 @@ async def test_lots_of_a_cancelled_job_are_dropped(pool: asyncpg.Pool) -> None:
     rows = await _rows(pool, job_id)
     assert (rows["translate_lots"], rows["translate_work"]) == ([], [])
     assert await emitted(pool, job_id) == []
+
+
+async def _no_claim(limit: int, owner: str) -> list[list[asyncpg.Record]]:
+    return []  # the claimer's loop is not running here: only the intake hands rows out
+
+
+async def test_a_sync_lots_languages_go_to_a_waiting_worker_leased_as_a_claim_would(
+    pool: asyncpg.Pool,
+) -> None:
+    """With the process's workers, a statement that is its own transaction leases a sync lot's
+    languages to a waiting worker, shaped as store.CLAIM_WITH_SOURCE returns a claim; lots past
+    the waiting workers, and other modes, are queued for the claims."""
+    job_id = await create_job(pool, 3)
+    claimer = Claimer(pool, WORK, _no_claim, owner="p", wakeup=Wakeup(), idle_poll_s=60)
+    deps = handler.Deps(45.0, handler.Workers(claimer, Breaker(BreakerSettings()), lease_s=30))
+    taker = asyncio.create_task(claimer.take())
+    await asyncio.sleep(0)
+    events = [
+        assessed(job_id, 0, languages=["ru", "de"], mode="sync"),
+        assessed(job_id, 1, languages=["ru"], mode="sync"),  # no worker left for it
+        assessed(job_id, 2, languages=["ru"]),
+    ]
+    async with pool.acquire() as conn:
+        await handler.on_assessed_many([Received(e, tracing.new()) for e in events], conn, deps)
+    item = await asyncio.wait_for(taker, 5)
+    assert sorted(r["language"] for r in item) == ["de", "ru"]
+    assert {r["lot_seq"] for r in item} == {0}
+    owner = item[0]["lease_owner"]
+    rows = await pool.fetch(
+        "SELECT lot_seq, language, status, lease_owner, attempts FROM translate_work"
+        " WHERE job_id = $1 ORDER BY lot_seq, language",
+        job_id,
+    )
+    assert [tuple(r) for r in rows] == [
+        (0, "de", "running", owner, 1),
+        (0, "ru", "running", owner, 1),
+        (1, "ru", "queued", None, 0),
+        (2, "ru", "queued", None, 0),
+    ]
+    await pool.execute(  # the same rows as a claim returns them
+        "UPDATE translate_work SET status = 'queued' WHERE job_id = $1 AND lot_seq = 0", job_id
+    )
+    async with pool.acquire() as conn:
+        claimed = await jobs.claim(
+            conn,
+            WORK,
+            owner=owner,
+            lease_s=30,
+            limit=2,
+            where=f"job_id = '{job_id}' AND lot_seq = 0",
+            select=store.CLAIM_WITH_SOURCE,
+        )
+    volatile = {"lease_until", "attempts"}
+    by_language = {r["language"]: r for r in claimed}
+    for leased in item:
+        again = by_language[leased["language"]]
+        # every field a claim returns, with the same values (the statement's own columns too)
+        assert {k: leased[k] for k in again.keys() if k not in volatile} == {  # noqa: SIM118 - a Record iterates values
+            k: v for k, v in again.items() if k not in volatile
+        }

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -149,6 +150,16 @@ class Claimer(Generic[Item]):
         # every waiter went away during the claim (shutdown): run()'s release gives it back
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What an intake statement leases its rows with (as jobs.claim would): at most ``slots``
+    lots, to ``owner``, for ``lease_s``."""
+
+    owner: str
+    lease_s: float
+    slots: int
+
+
 class Reservation(Generic[Item]):
     """Waiting workers set aside by :meth:`Claimer.reserve`: ``slots`` of them, for rows leased
     to ``owner``."""
@@ -159,6 +170,9 @@ class Reservation(Generic[Item]):
     @property
     def slots(self) -> int:
         return len(self._waiters)
+
+    def lease(self, lease_s: float) -> Lease:
+        return Lease(self.owner, lease_s, self.slots)
 
     def hand(self, items: Sequence[Item]) -> None:
         """Give the leased items (at most ``slots``; call after their lease committed) to the

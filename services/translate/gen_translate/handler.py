@@ -11,11 +11,15 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import asyncpg
+from gen_common.breaker import Breaker, State
+from gen_common.claimer import Claimer
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed
 from gen_common.kafka import Received
 
 from gen_translate import finish, intake, store
+from gen_translate.worker import by_lot
 
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "gen_translate_work"
@@ -24,6 +28,17 @@ WAKE_CHANNEL = "gen_translate_work"
 @dataclass(frozen=True, slots=True)
 class Deps:
     sync_budget_s: float
+    workers: Workers | None = None  # this process's realtime workers, for sync lots leased here
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """The claimer of this process's workers and their breaker: while it is closed, the intake
+    leases sync lots to the workers waiting (no claim statement, no NOTIFY to wait for)."""
+
+    claimer: Claimer[list[asyncpg.Record]]
+    breaker: Breaker
+    lease_s: float
 
 
 def _accepted(event: LotAssessed, deps: Deps) -> intake.Accepted:
@@ -53,12 +68,20 @@ def assessed_in_one_statement(received: list[Received]) -> bool:
 
 async def _accept(conn: Conn, events: list[LotAssessed], deps: Deps) -> None:
     """One statement for the lots (intake.accept_lots, NOTIFY included), then the completion of
-    those asking for en alone."""
+    those asking for en alone. When that statement is its own transaction, its sync lots go
+    straight to this process's waiting workers, leased by it."""
     accepted = [_accepted(event, deps) for event in events]
-    english_only, dropped = await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL)
-    if dropped:
-        log.info("lots of cancelled jobs dropped", extra={"count": dropped})
-    for job_id, lot_seq in english_only:
+    w = deps.workers
+    if w is None or conn.is_in_transaction() or w.breaker.state is not State.CLOSED:
+        done = await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL)
+    else:
+        with w.claimer.reserve() as reserved:
+            lease = reserved.lease(w.lease_s)
+            done = await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL, lease=lease)
+            reserved.hand(by_lot(done.leased))  # committed: its own transaction
+    if done.dropped:
+        log.info("lots of cancelled jobs dropped", extra={"count": done.dropped})
+    for job_id, lot_seq in done.english_only:
         await finish.complete_if_done(conn, job_id, lot_seq)
 
 

@@ -52,7 +52,11 @@ async def run(settings: TranslateSettings) -> None:
             claim_where="TRUE" if batch_lots is None else batch_path.realtime_where(batch_lots),
             handoff=handoff,
         )
-        handler_deps = handler.Deps(sync_budget_s=opts.sync_budget_s)
+        claimer = worker.claimer_of(deps)
+        handler_deps = handler.Deps(
+            sync_budget_s=opts.sync_budget_s,
+            workers=handler.Workers(claimer, breaker, opts.lease_s),
+        )
         subscriptions = [
             kafka.Subscription(
                 LOTS_ASSESSED,
@@ -74,7 +78,7 @@ async def run(settings: TranslateSettings) -> None:
             tasks.create_task(outbox.relay(pool, publisher))
             tasks.create_task(handoff.run())
             tasks.create_task(worker.run_reaper(pool, opts.reap_interval_s))
-            tasks.create_task(worker.run_workers(deps))
+            tasks.create_task(worker.run_workers(deps, claimer))
             tasks.create_task(metrics.serve(settings, pool=pool, breaker=breaker))
             if batch_lots is not None:
                 source = batch_path.TranslateBatchSource(pool, options=opts, min_lots=batch_lots)

@@ -45,6 +45,14 @@ CLAIM_WITH_SOURCE = """
     FROM claimed c LEFT JOIN translate_lots l ON l.job_id = c.job_id AND l.lot_seq = c.lot_seq"""
 
 
+# What CLAIM_WITH_SOURCE returns, for work rows ``w`` the intake statement leased as it wrote
+# them, from its lots ``x`` (the LotAssessed being written: neither cancelled nor translated).
+LEASED_WITH_SOURCE = """
+    SELECT w.*, x.description_en, x.mode AS lot_mode, true AS has_source, x.lot_id,
+           x.languages, x.missing_images, x.assessment, NULL::timestamptz AS translated_at,
+           false AS cancelled"""
+
+
 async def still_wanted(conn: Conn, *, work_id: int, owner: str, lease_s: float) -> bool:
     """Right before a model call that waited for its throttle slot (the claim's cancel check is
     stale then): refresh the lease if this worker still holds it and neither the lot nor its job

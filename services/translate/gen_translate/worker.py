@@ -75,10 +75,11 @@ def by_lot(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
     return items
 
 
-async def run_workers(deps: WorkerDeps) -> None:
-    """``options.workers`` workers and the claimer that leases rows for them (one statement for
-    every idle worker, :mod:`gen_common.claimer`), until cancelled. A half-open breaker's probe
-    permits are taken per row before the claim; rows not found give theirs back."""
+def claimer_of(deps: WorkerDeps) -> Claimer[list[asyncpg.Record]]:
+    """The claimer that leases rows for the workers (one statement for every idle worker,
+    :mod:`gen_common.claimer`); the consumer hands it sync lots it leased itself. A half-open
+    breaker's probe permits are taken per row before the claim; rows not found give theirs
+    back."""
     o = deps.options
 
     async def claim(limit: int, owner: str) -> list[list[asyncpg.Record]]:
@@ -108,7 +109,7 @@ async def run_workers(deps: WorkerDeps) -> None:
             return 0.0
         return deps.breaker.open_for() or o.idle_poll_s / 10
 
-    claimer = Claimer(
+    return Claimer(
         deps.pool,
         WORK,
         claim,
@@ -118,7 +119,11 @@ async def run_workers(deps: WorkerDeps) -> None:
         pause_s=pause_s,
         rows_of=len,
     )
-    await claimer.serve(o.workers, lambda rows: translate_rows(deps, rows))
+
+
+async def run_workers(deps: WorkerDeps, claimer: Claimer[list[asyncpg.Record]]) -> None:
+    """``options.workers`` workers and their claimer, until cancelled."""
+    await claimer.serve(deps.options.workers, lambda rows: translate_rows(deps, rows))
 
 
 async def translate_rows(deps: WorkerDeps, rows: Sequence[asyncpg.Record]) -> None:

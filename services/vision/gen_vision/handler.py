@@ -53,8 +53,7 @@ async def on_submitted_many(
         await intake.submit_lots(conn, lots)
         return
     with claimer.reserve() as reserved:
-        lease = intake.Lease(reserved.owner, options.lease_s, reserved.slots)
-        _, leased = await intake.submit_lots(conn, lots, lease)
+        _, leased = await intake.submit_lots(conn, lots, reserved.lease(options.lease_s))
         reserved.hand(leased)  # committed: the statement was its own transaction
 
 

@@ -6,25 +6,15 @@ statement. A plain function taking a connection; the consumer's batch transactio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
+from gen_common.claimer import Lease
 from gen_common.db import Conn
 from gen_common.events import LotSubmitted
 
 from gen_vision.store import CHANNEL
 
 PRIORITY = {"sync": 10, "realtime": 5, "batch": 1}
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Sync lots the intake leases to idle workers of its own process as it writes them (no
-    claim statement, no NOTIFY to wait for): at most ``slots`` of them, to ``owner``."""
-
-    owner: str
-    lease_s: float
-    slots: int
 
 
 async def submit_lots(
