@@ -189,3 +189,36 @@ async def test_nothing_is_reserved_while_claims_are_paused(pool: asyncpg.Pool, u
         rig.paused = False
         await rig.add(1)
         assert (await asyncio.wait_for(taker, 10))["lease_owner"].startswith(f"proc-{unique}:")
+
+
+async def test_an_intake_cannot_take_the_workers_a_claim_in_flight_leases_for(
+    pool: asyncpg.Pool, unique: str
+) -> None:
+    """A reservation during a claim gets none of the workers that claim counts on: each of the
+    claim's rows reaches a worker (none is left leased to nobody until its lease expires)."""
+    await pool.execute(TABLE)
+    rig = Rig(pool, unique)
+    in_claim, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_claim(limit: int, owner: str) -> list[asyncpg.Record]:
+        rows = await rig.claim(limit, owner)
+        in_claim.set()
+        await go_on.wait()
+        return rows
+
+    claimer = Claimer(
+        pool, "test_work", slow_claim, owner=f"s-{unique}", wakeup=rig.wakeup, idle_poll_s=30
+    )
+    await rig.add(2)
+    takers = [asyncio.create_task(claimer.take()) for _ in range(2)]
+    task = asyncio.create_task(claimer.run())
+    try:
+        await asyncio.wait_for(in_claim.wait(), 10)
+        with claimer.reserve() as reserved:
+            assert reserved.slots == 0
+        go_on.set()
+        rows = await asyncio.wait_for(asyncio.gather(*takers), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len({r["id"] for r in rows}) == 2

@@ -62,14 +62,17 @@ class Claimer(Generic[Item]):
 
     def reserve(self) -> Reservation[Item]:
         """The workers waiting now, for rows an intake leases as it writes them (one statement
-        fewer, and no NOTIFY to wait for): taken out of the queue, so the claims skip them,
+        fewer, and no NOTIFY to wait for): taken out of the queue, so no claim counts on them,
         until :meth:`Reservation.hand` (or leaving the ``with`` block) serves them or puts them
         back. None are reserved while claims are paused."""
+        return self._reserve(None if self._pause_s() <= 0 else 0)
+
+    def _reserve(self, most: int | None) -> Reservation[Item]:
+        """Up to ``most`` (None: all) waiting workers, out of the queue, for one lease owner."""
         waiters: list[asyncio.Future[Item]] = []
-        if self._pause_s() <= 0:
-            while self._waiting:
-                if not (waiter := self._waiting.popleft()).done():
-                    waiters.append(waiter)
+        while self._waiting and (most is None or len(waiters) < most):
+            if not (waiter := self._waiting.popleft()).done():
+                waiters.append(waiter)
         return Reservation(self, f"{self._owner}:{next(self._numbers)}", waiters)
 
     def _put_back(self, waiters: list[asyncio.Future[Item]]) -> None:
@@ -124,14 +127,16 @@ class Claimer(Generic[Item]):
         # cache entry: any count would mean a fresh plan for most claims); the workers still
         # waiting after a full claim are served by the next one, at once.
         wanted = 1 << (self._live().bit_length() - 1)
-        try:
-            items = await self._claim(wanted, f"{self._owner}:{next(self._numbers)}")
-        except DB_TROUBLE as exc:  # held rows' leases expire and the reaper requeues them
-            log.warning("claim failed; retrying", extra={"error": repr(exc)})
-            await asyncio.sleep(self._idle_poll_s)
-            return
-        for item in items:
-            self._hand(item)
+        # The workers it claims for are set aside first: an intake reserving workers meanwhile
+        # cannot take one this claim's rows were meant for.
+        with self._reserve(wanted) as reserved:
+            try:
+                items = await self._claim(wanted, reserved.owner)
+            except DB_TROUBLE as exc:  # held rows' leases expire and the reaper requeues them
+                log.warning("claim failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(self._idle_poll_s)
+                return
+            reserved.hand(items)
         if sum(map(self._rows_of, items)) < wanted:
             # the queue is empty: wait for new work (NOTIFY) or the poll
             await self._wakeup.wait(seen, self._idle_poll_s)
@@ -140,14 +145,6 @@ class Claimer(Generic[Item]):
         while self._waiting and self._waiting[0].done():
             self._waiting.popleft()
         return sum(not w.done() for w in self._waiting)
-
-    def _hand(self, item: Item) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        # every waiter went away during the claim (shutdown): run()'s release gives it back
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +177,7 @@ class Reservation(Generic[Item]):
         assert len(items) <= len(self._waiters)
         for item in items:
             waiter = self._waiters.pop(0)
-            if not waiter.done():  # else gone (shutdown): the claimer's release frees the row
+            if not waiter.done():  # else gone (shutdown): run()'s release frees the row
                 waiter.set_result(item)
         self.close()
 

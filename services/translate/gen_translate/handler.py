@@ -72,7 +72,8 @@ async def _accept(conn: Conn, events: list[LotAssessed], deps: Deps) -> None:
     straight to this process's waiting workers, leased by it."""
     accepted = [_accepted(event, deps) for event in events]
     w = deps.workers
-    if w is None or conn.is_in_transaction() or w.breaker.state is not State.CLOSED:
+    sync = any(a.event.mode == "sync" for a in accepted)
+    if w is None or not sync or conn.is_in_transaction() or w.breaker.state is not State.CLOSED:
         done = await intake.accept_lots(conn, accepted, notify=WAKE_CHANNEL)
     else:
         with w.claimer.reserve() as reserved:

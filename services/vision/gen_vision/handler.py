@@ -49,7 +49,8 @@ async def on_submitted_many(
     ``claimer`` of this process's workers, and the statement its own transaction, its sync lots
     go straight to the workers waiting (intake.Lease), leased by that statement."""
     lots = [(r.event, _path(r.event, options), r.traceparent) for r in received]
-    if claimer is None or conn.is_in_transaction():
+    sync = any(event.mode == "sync" for event, _, _ in lots)
+    if claimer is None or not sync or conn.is_in_transaction():
         await intake.submit_lots(conn, lots)
         return
     with claimer.reserve() as reserved:
