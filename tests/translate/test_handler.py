@@ -13,7 +13,7 @@ from gen_common import job_usage, jobs
 from gen_common.db import Conn
 from gen_common.events import JobCancelRequested, LotAssessed, LotTranslated, TokenUsage
 from gen_common.outbox_handoff import HOLD_S
-from gen_translate import finish, handler, results, store, worker
+from gen_translate import finish, handler, results, store, work_items
 from gen_translate.results import Outcome
 from gen_translate.store import WORK
 
@@ -422,7 +422,7 @@ async def test_workers_take_a_lots_languages_together_only_when_the_claim_has_th
             select=store.CLAIM_WITH_SOURCE,
         )
     items = sorted(
-        sorted((r["lot_seq"], r["language"]) for r in item) for item in worker.by_lot(rows)
+        sorted((r["lot_seq"], r["language"]) for r in item) for item in work_items.by_lot(rows)
     )
     assert items == [
         [(0, "de"), (0, "ru")],  # lot 0: every language, one worker

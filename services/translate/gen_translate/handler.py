@@ -19,7 +19,7 @@ from gen_common.events import JobCancelRequested, LotAssessed
 from gen_common.kafka import Received
 
 from gen_translate import finish, intake, store
-from gen_translate.worker import by_lot
+from gen_translate.work_items import by_lot
 
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "gen_translate_work"

@@ -30,7 +30,7 @@ from gen_common.errors import PermanentError, RetryableError
 from gen_common.outbox_handoff import Handoff
 from gen_common.wakeup import Wakeup
 
-from gen_translate import finish, outcome, store
+from gen_translate import finish, outcome, store, work_items
 from gen_translate.describe import Describer
 from gen_translate.results import Outcome
 from gen_translate.settings import TranslateOptions
@@ -56,23 +56,6 @@ class WorkerDeps:
     owner: str
     claim_where: str = "TRUE"  # SQL over translate_work: the rows the realtime path takes
     handoff: Handoff | None = None  # publishes LotTranslated right after the commit, else relay
-
-
-def by_lot(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
-    """The claimed rows as workers take them: together, the rows of a lot when they are all its
-    languages (their outcomes are stored and the lot completed in one statement); else one by
-    one."""
-    lots: dict[tuple[object, int], list[asyncpg.Record]] = {}
-    for row in rows:
-        lots.setdefault((row["job_id"], row["lot_seq"]), []).append(row)
-    items: list[list[asyncpg.Record]] = []
-    for group in lots.values():
-        lot = group[0]
-        if lot["has_source"] and set(lot["languages"]) == {r["language"] for r in group}:
-            items.append(group)
-        else:
-            items.extend([row] for row in group)
-    return items
 
 
 def claimer_of(deps: WorkerDeps) -> Claimer[list[asyncpg.Record]]:
@@ -102,7 +85,7 @@ def claimer_of(deps: WorkerDeps) -> Claimer[list[asyncpg.Record]]:
         finally:
             for _ in range(permits - len(rows)):
                 deps.breaker.record_ignored()  # a half-open permit no row took
-        return by_lot(rows)
+        return work_items.by_lot(rows)
 
     def pause_s() -> float:  # open: claim nothing until probes are allowed
         if deps.breaker.available():
