@@ -4,6 +4,7 @@ handler, and the run again record by record when it fails; on real PostgreSQL.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -54,15 +55,33 @@ class Handlers:
             raise PermanentError("one of them is refused")
 
 
-async def _run(pool: asyncpg.Pool, handlers: Handlers, values: list[bytes]) -> list[int]:
+async def _run(
+    pool: asyncpg.Pool,
+    handlers: Handlers,
+    values: list[bytes],
+    atomic: Callable[[list[Received]], bool] | None = None,
+) -> list[int]:
     """Apply ``values`` as one partition's records of the topic ``<table>.lots``."""
     topic = f"{handlers.table}.lots"
     await pool.execute(f"CREATE TABLE {handlers.table} (seq int, info text)")
-    sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many)
+    sub = Subscription(topic, LotSubmitted, handlers.one, many=handlers.many, atomic=atomic)
     records = [Record(topic, offset, value) for offset, value in enumerate(values)]
     await apply(pool, "g", {topic: sub}, {TopicPartition(topic, 0): records})
     rows = await pool.fetch(f"SELECT seq FROM {handlers.table} ORDER BY seq")
     return [r["seq"] for r in rows]
+
+
+def _with_a_nul() -> list[bytes]:
+    """Three lots, the second with a NUL character: valid JSON, no PostgreSQL text."""
+    job = uuid.uuid4()
+    return [
+        encode(
+            LotSubmitted(
+                job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"], additional_info=info
+            )
+        )
+        for i, info in enumerate(["ok", "nul \x00 here", "fine"])
+    ]
 
 
 def _lots(n: int) -> list[bytes]:
@@ -116,15 +135,7 @@ async def test_a_record_whose_values_postgresql_refuses_is_dead_lettered(
     """A NUL character is valid JSON and a valid str, but no PostgreSQL text: the record would
     fail on every replay, so it goes to dead_letter and the rest of the batch commits."""
     handlers = Handlers(f"batch_{unique}")
-    job = uuid.uuid4()
-    values = [
-        encode(
-            LotSubmitted(
-                job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"], additional_info=info
-            )
-        )
-        for i, info in enumerate(["ok", "nul \x00 here", "fine"])
-    ]
+    values = _with_a_nul()
     assert await _run(pool, handlers, values) == [0, 2]
     assert handlers.one_calls == [0, 1, 2]  # many failed, then record by record
     dead = await pool.fetch(
@@ -150,25 +161,15 @@ class OneStatement(Handlers):
         )
 
 
-async def _run_atomic(
-    pool: asyncpg.Pool, handlers: OneStatement, values: list[bytes], *, atomic: bool = True
-) -> list[int]:
-    topic = f"{handlers.table}.lots"
-    await pool.execute(f"CREATE TABLE {handlers.table} (seq int, info text)")
-    sub = Subscription(
-        topic, LotSubmitted, handlers.one, many=handlers.many, atomic=lambda _: atomic
-    )
-    records = [Record(topic, offset, value) for offset, value in enumerate(values)]
-    await apply(pool, "g", {topic: sub}, {TopicPartition(topic, 0): records})
-    rows = await pool.fetch(f"SELECT seq FROM {handlers.table} ORDER BY seq")
-    return [r["seq"] for r in rows]
+def _one_statement(_: list[Received]) -> bool:
+    return True
 
 
 async def test_a_many_of_one_statement_runs_without_a_transaction_block(
     pool: asyncpg.Pool, unique: str
 ) -> None:
     handlers = OneStatement(f"batch_{unique}")
-    assert await _run_atomic(pool, handlers, _lots(3)) == [0, 1, 2]
+    assert await _run(pool, handlers, _lots(3), _one_statement) == [0, 1, 2]
     assert handlers.in_transaction == [False]
 
 
@@ -176,12 +177,12 @@ async def test_a_batch_is_one_transaction_when_many_is_not_one_statement_or_a_re
     pool: asyncpg.Pool, unique: str
 ) -> None:
     handlers = OneStatement(f"batch_{unique}")
-    assert await _run_atomic(pool, handlers, _lots(2), atomic=False) == [0, 1]
+    assert await _run(pool, handlers, _lots(2), lambda _: False) == [0, 1]
     assert handlers.in_transaction == [True]
     handlers = OneStatement(f"batch2_{unique}")
     values = _lots(2)
     values.insert(1, b"not json")  # dead-lettered in the same transaction as the others
-    assert await _run_atomic(pool, handlers, values) == [0, 1]
+    assert await _run(pool, handlers, values, _one_statement) == [0, 1]
     assert handlers.in_transaction == [True]
 
 
@@ -189,16 +190,8 @@ async def test_a_refused_statement_of_many_runs_again_record_by_record(
     pool: asyncpg.Pool, unique: str
 ) -> None:
     handlers = OneStatement(f"batch_{unique}")
-    job = uuid.uuid4()
-    values = [
-        encode(
-            LotSubmitted(
-                job_id=job, lot_seq=i, lot_id=i, images=[], languages=["en"], additional_info=info
-            )
-        )
-        for i, info in enumerate(["ok", "nul \x00 here", "fine"])
-    ]
-    assert await _run_atomic(pool, handlers, values) == [0, 2]
+    values = _with_a_nul()
+    assert await _run(pool, handlers, values, _one_statement) == [0, 2]
     assert (handlers.in_transaction, handlers.one_calls) == ([False], [0, 1, 2])
     dead = await pool.fetch(
         "SELECT kafka_offset FROM dead_letter WHERE topic = $1", f"{handlers.table}.lots"

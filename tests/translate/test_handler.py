@@ -249,7 +249,11 @@ async def test_cancel_cancels_queued_work_and_later_lots(pool: asyncpg.Pool) -> 
     assert await emitted(pool, job_id) == []
 
 
-async def _claim(pool: asyncpg.Pool, job_id: uuid.UUID, owner: str) -> list[asyncpg.Record]:
+async def claim(
+    pool: asyncpg.Pool, job_id: uuid.UUID, owner: str, *, lot_seq: int | None = None
+) -> list[asyncpg.Record]:
+    """Up to 8 of the job's queued rows (of one lot: ``lot_seq``), as the workers claim them."""
+    where = f"job_id = '{job_id}'" + ("" if lot_seq is None else f" AND lot_seq = {lot_seq}")
     async with pool.acquire() as conn:
         return await jobs.claim(
             conn,
@@ -257,7 +261,7 @@ async def _claim(pool: asyncpg.Pool, job_id: uuid.UUID, owner: str) -> list[asyn
             owner=owner,
             lease_s=30,
             limit=8,
-            where=f"job_id = '{job_id}'",
+            where=where,
             select=store.CLAIM_WITH_SOURCE,
         )
 
@@ -275,7 +279,7 @@ async def test_a_lots_only_language_settles_and_completes_in_one_statement(
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "en"]))
-    [row] = await _claim(pool, job_id, "w1")
+    [row] = await claim(pool, job_id, "w1")
     assert finish.covers_lot(row, [_translated(row)])
     totals = "SELECT input_tokens, output_tokens, cost_usd FROM lots WHERE job_id = $1"
     before = await pool.fetchrow(totals, job_id)
@@ -318,7 +322,7 @@ async def test_all_languages_of_a_lot_settle_and_complete_in_one_statement(
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "en", "de", "ru"]))
-    rows = await _claim(pool, job_id, "w1")
+    rows = await claim(pool, job_id, "w1")
     assert sorted(r["language"] for r in rows) == ["de", "ru"]
     failed = Outcome(job_id, 0, "de", "failed", error_code="refused")
     outcomes = [_translated(r) if r["language"] == "ru" else failed for r in rows]
@@ -348,7 +352,7 @@ async def test_a_lot_whose_lease_on_one_language_was_lost_completes_with_its_new
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru", "de"]))
-    rows = await _claim(pool, job_id, "w1")
+    rows = await claim(pool, job_id, "w1")
     de = next(r for r in rows if r["language"] == "de")
     await pool.execute("UPDATE translate_work SET lease_owner = 'w2' WHERE id = $1", de["id"])
     async with pool.acquire() as conn:
@@ -370,7 +374,7 @@ async def test_the_only_language_of_a_cancelled_lot_is_stored_without_an_event(
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru"]))
-    [row] = await _claim(pool, job_id, "w1")
+    [row] = await claim(pool, job_id, "w1")
     await pool.execute("UPDATE translate_lots SET cancelled = true WHERE job_id = $1", job_id)
     async with pool.acquire() as conn:
         await finish.settle_lot(conn, owner="w1", claimed=[row], outcomes=[_translated(row)])
@@ -384,7 +388,7 @@ async def test_a_lots_completion_held_for_its_process_is_returned_for_the_handof
 ) -> None:
     job_id = await create_job(pool, 1)
     await deliver(pool, assessed(job_id, languages=["ru"]))
-    [row] = await _claim(pool, job_id, "w1")
+    [row] = await claim(pool, job_id, "w1")
     event = finish.build_event(row, [results.as_stored(_translated(row))])
     async with pool.acquire() as conn:
         settled = await results.settle_lot(

@@ -10,18 +10,19 @@ from typing import Any
 
 import asyncpg
 import pytest
-from gen_common import jobs, tracing
+from gen_common import tracing
 from gen_common.breaker import Breaker, BreakerSettings
 from gen_common.claimer import Claimer
 from gen_common.events import LotAssessed
 from gen_common.kafka import Received
 from gen_common.wakeup import Wakeup
-from gen_translate import handler, store
+from gen_translate import handler
 from gen_translate.store import WORK
 
 from tests.harness.job_rows import job_rows
 
 from .conftest import assessed, create_job, emitted
+from .test_handler import claim
 
 pytestmark = pytest.mark.pg
 DEPS = handler.Deps(sync_budget_s=45.0)
@@ -129,16 +130,7 @@ async def test_a_sync_lots_languages_go_to_a_waiting_worker_leased_as_a_claim_wo
     await pool.execute(  # the same rows as a claim returns them
         "UPDATE translate_work SET status = 'queued' WHERE job_id = $1 AND lot_seq = 0", job_id
     )
-    async with pool.acquire() as conn:
-        claimed = await jobs.claim(
-            conn,
-            WORK,
-            owner=owner,
-            lease_s=30,
-            limit=2,
-            where=f"job_id = '{job_id}' AND lot_seq = 0",
-            select=store.CLAIM_WITH_SOURCE,
-        )
+    claimed = await claim(pool, job_id, owner, lot_seq=0)
     volatile = {"lease_until", "attempts"}
     by_language = {r["language"]: r for r in claimed}
     for leased in item:

@@ -156,6 +156,13 @@ class Lease:
     lease_s: float
     slots: int
 
+    @staticmethod
+    def pick(lease: Lease | None, eligible: Sequence[bool]) -> set[int]:
+        """Which lots to lease: the first ``slots`` eligible ones, by position (none without a
+        lease)."""
+        chosen = [i for i, ok in enumerate(eligible) if ok]
+        return set(chosen[: lease.slots if lease else 0])
+
 
 class Reservation(Generic[Item]):
     """Waiting workers set aside by :meth:`Claimer.reserve`: ``slots`` of them, for rows leased

@@ -51,8 +51,7 @@ async def accept_lots(
     ``lease``: the languages of up to ``lease.slots`` sync lots are leased to ``lease.owner``
     by this statement (as jobs.claim would, no NOTIFY for them) and returned shaped as
     store.CLAIM_WITH_SOURCE returns a claim."""
-    sync = [i for i, a in enumerate(lots) if a.event.mode == "sync" and a.work_languages]
-    to_lease = set(sync[: lease.slots if lease else 0])
+    to_lease = Lease.pick(lease, [a.event.mode == "sync" and bool(a.work_languages) for a in lots])
     rows = [
         {
             "job_id": a.event.job_id,

@@ -47,7 +47,7 @@ async def on_submitted_many(
 ) -> None:
     """:func:`on_submitted` for a consumed batch's lots, in the same one statement. With the
     ``claimer`` of this process's workers, and the statement its own transaction, its sync lots
-    go straight to the workers waiting (intake.Lease), leased by that statement."""
+    go straight to the workers waiting (gen_common.claimer.Lease), leased by that statement."""
     lots = [(r.event, _path(r.event, options), r.traceparent) for r in received]
     sync = any(event.mode == "sync" for event, _, _ in lots)
     if claimer is None or not sync or conn.is_in_transaction():

@@ -35,8 +35,7 @@ async def submit_lots(
     here starts 'processing' (the UPDATE cannot see it). The lots row keeps the record's trace
     context, so the lot's later events continue its trace (gen_common.outbox.add reads it when
     no context is bound)."""
-    sync = [i for i, (e, path, _) in enumerate(lots) if e.mode == "sync" and path == "realtime"]
-    to_lease = set(sync[: lease.slots if lease else 0])
+    to_lease = Lease.pick(lease, [e.mode == "sync" and path == "realtime" for e, path, _ in lots])
     rows = [
         {
             "job_id": e.job_id,
